@@ -1,0 +1,1 @@
+"""Shared code of the pipeline's services: settings, messages, topology and the AMQP runtime."""

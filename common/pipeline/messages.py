@@ -1,0 +1,73 @@
+"""The message contract: JSON objects {"id": "<string>", "body": ...}; extra keys are ignored."""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from typing import Any
+
+MAX_MESSAGE_BYTES = 1_048_576
+MAX_ID_LENGTH = 256
+CONTENT_TYPE = "application/json"
+
+
+class BadMessage(ValueError):
+    """A message that no retry can make valid; it belongs in the dead-letter queue."""
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def encode(message_id: str, body: float | list[float], **extra: Any) -> bytes:
+    return json.dumps({"id": message_id, "body": body, **extra}, separators=(",", ":")).encode()
+
+
+def decode_value(raw: bytes) -> tuple[str, float]:
+    """Return (id, body) of a y_true or y_pred message."""
+    message = _decode_object(raw)
+    return _valid_id(message), _finite_number(message["body"], "body")
+
+
+def decode_features(raw: bytes, n_features: int) -> tuple[str, list[float]]:
+    """Return (id, body) of a features message carrying exactly n_features numbers."""
+    message = _decode_object(raw)
+    body = message["body"]
+    if not isinstance(body, list):
+        raise BadMessage(f"body must be a list of numbers, got {type(body).__name__}")
+    if len(body) != n_features:
+        raise BadMessage(f"body has {len(body)} features, the model expects {n_features}")
+    return _valid_id(message), [_finite_number(value, "body item") for value in body]
+
+
+def _decode_object(raw: bytes) -> dict[str, Any]:
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise BadMessage(f"message of {len(raw)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    try:
+        message = json.loads(raw)
+    except (UnicodeDecodeError, ValueError):
+        raise BadMessage("not valid JSON") from None
+    if not isinstance(message, dict):
+        raise BadMessage(f"not a JSON object but {type(message).__name__}")
+    if "body" not in message:
+        raise BadMessage("no body")
+    return message
+
+
+def _valid_id(message: dict[str, Any]) -> str:
+    message_id = message.get("id")
+    if not isinstance(message_id, str) or not message_id:
+        raise BadMessage("id must be a non-empty string")
+    if len(message_id) > MAX_ID_LENGTH or not message_id.isprintable():
+        raise BadMessage(f"id must be printable and at most {MAX_ID_LENGTH} characters")
+    return message_id
+
+
+def _finite_number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadMessage(f"{what} must be a number, got {type(value).__name__}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise BadMessage(f"{what} must be finite, got {value!r}")
+    return number

@@ -1,0 +1,101 @@
+"""Configuration from environment variables; a bad value names its variable."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+QUEUE_TYPES = ("quorum", "classic")
+
+
+class SettingsError(ValueError):
+    """A configuration variable holds a value the service cannot use."""
+
+
+def env_str(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def env_float(name: str, default: float, minimum: float = 0.0) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if not minimum <= value < float("inf"):
+        raise SettingsError(f"{name} must be a finite number >= {minimum:g}, got {raw!r}")
+    return value
+
+
+def env_int(name: str, default: int, minimum: int = 0) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be >= {minimum}, got {raw!r}")
+    return value
+
+
+def env_choice(name: str, default: str, choices: Iterable[str]) -> str:
+    allowed = tuple(choices)
+    value = os.environ.get(name, "").strip() or default
+    for choice in allowed:
+        if value.lower() == choice.lower():
+            return choice
+    raise SettingsError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def env_amqp_url(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip() or default
+    parts = urlsplit(value)
+    if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
+        raise SettingsError(f"{name} must look like amqp://user:password@host:5672/%2F, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Common:
+    """Settings every service reads."""
+
+    amqp_url: str
+    logs_dir: str
+    queue_type: str
+    log_level: str
+    health_file: str
+
+
+def load_common() -> Common:
+    return Common(
+        amqp_url=env_amqp_url("AMQP_URL", "amqp://guest:guest@localhost:5672/%2F"),
+        logs_dir=env_str("LOGS_DIR", "logs"),
+        queue_type=env_choice("QUEUE_TYPE", "quorum", QUEUE_TYPES),
+        log_level=env_choice("LOG_LEVEL", "INFO", LOG_LEVELS),
+        health_file=env_str("HEALTH_FILE", ""),
+    )
+
+
+def setup_logging(level: str) -> None:
+    """One line per event on stderr; pika's own chatter only when debugging."""
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+    logging.getLogger("pika").setLevel(logging.DEBUG if level == "DEBUG" else logging.CRITICAL)
+
+
+def report_bad_setting(error: SettingsError) -> int:
+    """Log why the service cannot start, in one line, and return the exit code for it."""
+    setup_logging("INFO")
+    logging.getLogger("settings").error("%s", error)
+    return 2

@@ -1,0 +1,39 @@
+"""Queue names and the arguments every service declares them with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+FEATURES = "features"
+Y_TRUE = "y_true"
+Y_PRED = "y_pred"
+DELIVERY_LIMIT = 5
+
+
+def dead_letter_queue(queue: str) -> str:
+    return f"{queue}.dead"
+
+
+def queue_arguments(queue: str, queue_type: str) -> dict[str, Any]:
+    """Arguments of a work queue: its type, its dead-letter queue and, for quorum, a delivery limit."""
+    arguments: dict[str, Any] = {
+        "x-queue-type": queue_type,
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": dead_letter_queue(queue),
+    }
+    if queue_type == "quorum":
+        arguments |= {
+            "x-delivery-limit": DELIVERY_LIMIT,
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        }
+    return arguments
+
+
+def declarations(queues: list[str], queue_type: str) -> list[tuple[str, dict[str, Any]]]:
+    """(name, arguments) of each queue and its dead-letter queue, dead-letter queue first."""
+    result: list[tuple[str, dict[str, Any]]] = []
+    for queue in queues:
+        result.append((dead_letter_queue(queue), {"x-queue-type": queue_type}))
+        result.append((queue, queue_arguments(queue, queue_type)))
+    return result
