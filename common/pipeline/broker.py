@@ -25,6 +25,7 @@ import pika
 from pika.adapters.select_connection import IOLoop
 from pika.spec import Basic
 
+from pipeline.health import HEALTH_INTERVAL
 from pipeline.messages import CONTENT_TYPE, BadMessage
 from pipeline.settings import Common
 from pipeline.topology import dead_letter_queue, declarations
@@ -35,7 +36,6 @@ RECONNECT_FIRST_DELAY = 0.5
 RECONNECT_MAX_DELAY = 5.0
 CONFIRM_WINDOW = 2000
 STOP_TIMEOUT = 5.0
-HEALTH_INTERVAL = 5.0
 PRECONDITION_FAILED = 406
 PERSISTENT = pika.BasicProperties(delivery_mode=2, content_type=CONTENT_TYPE)
 
@@ -113,10 +113,11 @@ class Broker:
         """Call ``handler`` for each message of ``queue``; it must end in ``ack`` or ``reject``."""
         self._handlers[queue] = handler
 
-    def run(self) -> int:
+    def run(self, *, handle_signals: bool = True) -> int:
         """Connect and serve until stopped; return the process exit code."""
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, self._on_signal)
+        if handle_signals:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, self._on_signal)
         self.ioloop.add_callback(self._connect)
         self.ioloop.call_later(HEALTH_INTERVAL, self._touch_health)
         self.ioloop.start()

@@ -10,6 +10,7 @@ import sys
 import time
 
 DEFAULT_MAX_AGE = 30.0
+HEALTH_INTERVAL = 5.0  # seconds between touches of HEALTH_FILE by a healthy service
 
 
 def is_fresh(path: str, max_age: float) -> bool:

@@ -2,20 +2,25 @@
 
 Each row gets a fresh UUID; its features go to queue ``features`` and its true answer to queue ``y_true``, both
 published persistently and confirmed by the broker. FEATURES_INTERVAL seconds pass between rows (0: as fast as the
-confirm window allows); after FEATURES_LIMIT rows (0: never) it waits for the last confirms and exits 0.
+confirm window allows); after FEATURES_LIMIT rows (0: never) it waits for the last confirms and exits 0. With
+FEATURES_LEDGER set, the id of each row whose two messages the broker confirmed is appended to that file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TextIO
 
 import numpy as np
 from sklearn.datasets import load_diabetes
 
+from pipeline import settings
 from pipeline.broker import Broker
 from pipeline.messages import encode, new_id
-from pipeline.settings import Common, SettingsError, env_float, env_int, load_common, report_bad_setting, setup_logging
 from pipeline.topology import FEATURES, Y_TRUE
 
 LOGGER = logging.getLogger("features")
@@ -23,21 +28,37 @@ LOGGER = logging.getLogger("features")
 ROWS_PER_BURST = 200  # with FEATURES_INTERVAL=0, rows published before the loop serves I/O again
 
 
+@dataclass(frozen=True)
+class Settings:
+    common: settings.Common
+    interval: float
+    limit: int
+    ledger_path: str
+
+
+def load_settings() -> Settings:
+    return Settings(
+        common=settings.load_common(),
+        interval=settings.env_float("FEATURES_INTERVAL", 1.0),
+        limit=settings.env_int("FEATURES_LIMIT", 0),
+        ledger_path=settings.env_str("FEATURES_LEDGER", ""),
+    )
+
+
 class Streamer:
     """Publishes one row per tick while the broker can take it."""
 
-    def __init__(self, common: Common, rows: np.ndarray, targets: np.ndarray, interval: float, limit: int) -> None:
-        self._broker = Broker(common, [FEATURES, Y_TRUE], on_ready=self.resume, on_window_open=self.resume)
+    def __init__(self, config: Settings, rows: np.ndarray, targets: np.ndarray, ledger: TextIO | None) -> None:
+        self._broker = Broker(config.common, [FEATURES, Y_TRUE], on_ready=self.resume, on_window_open=self.resume)
         self._rows, self._targets = rows, targets
-        self._interval, self._limit = interval, limit
+        self._interval, self._limit = config.interval, config.limit
+        self._ledger = ledger
         self._rng = np.random.default_rng()
         self._produced = 0
         self._blocked = True
 
     def run(self) -> int:
-        LOGGER.info(
-            "streaming %d rows at random, every %g s, limit %s", len(self._rows), self._interval, self._limit or "none"
-        )
+        LOGGER.info("streaming random rows of %d, every %g s, limit %s", len(self._rows), self._interval, self._limit)
         return self._broker.run()
 
     def resume(self) -> None:
@@ -61,21 +82,33 @@ class Streamer:
     def _publish_row(self) -> None:
         index = int(self._rng.integers(len(self._rows)))
         row_id = new_id()
-        self._broker.publish(FEATURES, encode(row_id, self._rows[index].tolist()))
-        self._broker.publish(Y_TRUE, encode(row_id, float(self._targets[index])))
+        on_confirmed = self._ledger_entry(row_id) if self._ledger else None
+        self._broker.publish(FEATURES, encode(row_id, self._rows[index].tolist()), on_confirmed)
+        self._broker.publish(Y_TRUE, encode(row_id, float(self._targets[index])), on_confirmed)
         self._produced += 1
+
+    def _ledger_entry(self, row_id: str) -> Callable[[], None]:
+        """A confirm callback that writes ``row_id`` to the ledger once both of its messages are confirmed."""
+        unconfirmed = [2]
+
+        def on_confirmed() -> None:
+            unconfirmed[0] -= 1
+            if unconfirmed[0] == 0 and self._ledger is not None:
+                self._ledger.write(row_id + "\n")
+
+        return on_confirmed
 
 
 def main() -> int:
     try:
-        common = load_common()
-        interval = env_float("FEATURES_INTERVAL", 1.0)
-        limit = env_int("FEATURES_LIMIT", 0)
-    except SettingsError as error:
-        return report_bad_setting(error)
-    setup_logging(common.log_level)
+        config = load_settings()
+    except settings.SettingsError as error:
+        return settings.report_bad_setting(error)
+    settings.setup_logging(config.common.log_level)
     rows, targets = load_diabetes(return_X_y=True)
-    return Streamer(common, rows, targets, interval, limit).run()
+    with contextlib.ExitStack() as stack:
+        ledger = stack.enter_context(open(config.ledger_path, "a", buffering=1)) if config.ledger_path else None
+        return Streamer(config, rows, targets, ledger).run()
 
 
 if __name__ == "__main__":

@@ -12,10 +12,12 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from pipeline.health import HEALTH_INTERVAL
 from pipeline.histogram import Histogram
 from pipeline.metric_log import CsvTail
 from pipeline.settings import SettingsError, env_float, load_common, report_bad_setting, setup_logging
@@ -42,10 +44,9 @@ def render(histogram: Histogram, path: Path) -> None:
 class Plotter:
     """One refresh per interval; a redraw only when rows were added (or the CSV was replaced)."""
 
-    def __init__(self, logs_dir: Path, health_file: str) -> None:
+    def __init__(self, logs_dir: Path) -> None:
         self._tail = CsvTail(logs_dir / "metric_log.csv")
         self._picture = logs_dir / "error_distribution.png"
-        self._health_file = health_file
         self._histogram = Histogram()
         self._drawn = False
 
@@ -56,8 +57,6 @@ class Plotter:
             LOGGER.info("%s was replaced; counting from its start", self._tail.path)
             self._histogram = Histogram()
         self._histogram.add(errors)
-        if self._health_file:
-            Path(self._health_file).touch()
         if self._drawn and not errors and not restarted:
             return False
         self._picture.parent.mkdir(parents=True, exist_ok=True)
@@ -77,11 +76,16 @@ def main() -> int:
     stopped = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopped.set())
-    plotter = Plotter(Path(common.logs_dir), common.health_file)
+    plotter = Plotter(Path(common.logs_dir))
     LOGGER.info("refreshing %s/error_distribution.png every %g s", common.logs_dir, interval)
+    due = time.monotonic()
     while not stopped.is_set():
-        plotter.refresh()
-        stopped.wait(interval)
+        if time.monotonic() >= due:
+            plotter.refresh()
+            due = time.monotonic() + interval
+        if common.health_file:
+            Path(common.health_file).touch()
+        stopped.wait(min(interval, HEALTH_INTERVAL))
     LOGGER.info("stopped")
     return 0
 

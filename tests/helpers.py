@@ -1,0 +1,198 @@
+"""Real parts for the tests: private RabbitMQ nodes, service processes, and reading what they wrote."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pika
+import pika.exceptions
+
+from pipeline.topology import FEATURES, Y_PRED, Y_TRUE, dead_letter_queue
+
+REPO = Path(__file__).resolve().parents[1]
+RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+QUEUES = [FEATURES, Y_TRUE, Y_PRED]
+ALL_QUEUES = QUEUES + [dead_letter_queue(queue) for queue in QUEUES]
+HEADER = ["id", "y_true", "y_pred", "absolute_error"]
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, what: str, poll: float = 0.05) -> Any:
+    """Return the first truthy value of ``condition()``; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(poll)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+class RabbitNode:
+    """A private rabbitmq-server on free loopback ports, its data in ``base``; survives its own restarts."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.port = free_port()
+        self.dist_port = free_port()
+        self.name = f"test{self.port}@localhost"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
+
+    def start(self, timeout: float = 90) -> None:
+        environment = os.environ | {
+            "RABBITMQ_NODENAME": self.name,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_MNESIA_BASE": str(self.base / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.base / "log"),
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+        }
+        output = open(self.base / "server.out", "ab")  # noqa: SIM115 (the node outlives this call)
+        self._process = subprocess.Popen(
+            [RABBITMQ_SERVER], env=environment, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        wait_until(self._accepts_amqp, timeout, f"RabbitMQ node {self.name} to accept AMQP", poll=0.2)
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 60) -> None:
+        """Signal the node's whole process group and wait until every process of it is gone."""
+        if self._process is None:
+            return
+        group = self._process.pid
+        self._process = None
+        try:
+            os.killpg(group, signum)
+        except ProcessLookupError:
+            return
+        wait_until(lambda: not _group_alive(group), timeout, f"RabbitMQ node {self.name} to exit")
+        wait_until(lambda: not port_open(self.port), timeout, f"port {self.port} to close")
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def _accepts_amqp(self) -> bool:
+        try:
+            pika.BlockingConnection(pika.URLParameters(self.url)).close()
+        except pika.exceptions.AMQPError:
+            return False
+        return True
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def delete_queues(url: str) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    for queue in ALL_QUEUES:
+        channel.queue_delete(queue)
+    connection.close()
+
+
+def queue_depths(url: str) -> dict[str, int]:
+    """Ready messages in each queue of the pipeline that exists."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    depths = {}
+    for queue in ALL_QUEUES:
+        channel = connection.channel()
+        try:
+            depths[queue] = channel.queue_declare(queue, passive=True).method.message_count
+            channel.close()
+        except pika.exceptions.ChannelClosedByBroker:
+            continue
+    connection.close()
+    return depths
+
+
+class Services:
+    """The service files run as processes, each with its output in ``<name>.log`` under ``folder``."""
+
+    def __init__(self, folder: Path, environment: dict[str, str]) -> None:
+        self.folder = folder
+        self.environment = environment
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, **extra: str) -> subprocess.Popen[bytes]:
+        output = open(self.folder / f"{name}.log", "ab")  # noqa: SIM115 (closed with the process)
+        process = subprocess.Popen(
+            [sys.executable, str(REPO / name / "src" / f"{name}.py")],
+            env=os.environ | self.environment | extra,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        output.close()
+        self.processes[name] = process
+        return process
+
+    def signal(self, name: str, signum: int) -> None:
+        self.processes[name].send_signal(signum)
+
+    def kill(self, name: str) -> None:
+        process = self.processes[name]
+        process.kill()
+        process.wait()
+
+    def wait(self, name: str, timeout: float) -> int:
+        return self.processes[name].wait(timeout)
+
+    def log(self, name: str) -> str:
+        path = self.folder / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop_all(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def csv_lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def csv_rows(path: Path) -> list[list[str]]:
+    """The CSV's rows after the header, asserting the header is its first line and nowhere else."""
+    lines = csv_lines(path)
+    assert lines[0] == ",".join(HEADER), f"first line is {lines[0]!r}"
+    rows = list(csv.reader(lines[1:]))
+    assert HEADER not in rows, "header written again"
+    return rows
+
+
+def row_count(path: Path) -> int:
+    return max(0, len(csv_lines(path)) - 1)
+
+
+def ledger_ids(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []

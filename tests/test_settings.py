@@ -1,0 +1,38 @@
+import pytest
+
+from pipeline.settings import SettingsError, env_amqp_url, env_choice, env_float, env_int, load_common
+
+
+def test_defaults_apply_when_variables_are_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AMQP_URL", "LOGS_DIR", "QUEUE_TYPE", "LOG_LEVEL", "HEALTH_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    common = load_common()
+    assert common.amqp_url.startswith("amqp://")
+    assert (common.queue_type, common.log_level, common.logs_dir) == ("quorum", "INFO", "logs")
+
+
+def test_values_are_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("X_FLOAT", "0.25")
+    monkeypatch.setenv("X_INT", "7")
+    monkeypatch.setenv("X_CHOICE", "Classic")
+    assert env_float("X_FLOAT", 1.0) == 0.25
+    assert env_int("X_INT", 0) == 7
+    assert env_choice("X_CHOICE", "quorum", ("quorum", "classic")) == "classic"
+
+
+@pytest.mark.parametrize(
+    ("read", "value"),
+    [
+        (lambda: env_float("X_VAR", 1.0), "soon"),
+        (lambda: env_float("X_VAR", 1.0), "-1"),
+        (lambda: env_float("X_VAR", 1.0), "inf"),
+        (lambda: env_int("X_VAR", 0), "1.5"),
+        (lambda: env_int("X_VAR", 0, minimum=1), "0"),
+        (lambda: env_choice("X_VAR", "quorum", ("quorum", "classic")), "stream"),
+        (lambda: env_amqp_url("X_VAR", "amqp://localhost"), "http://localhost"),
+    ],
+)
+def test_a_bad_value_names_its_variable(monkeypatch: pytest.MonkeyPatch, read, value: str) -> None:
+    monkeypatch.setenv("X_VAR", value)
+    with pytest.raises(SettingsError, match="X_VAR"):
+        read()
