@@ -84,13 +84,12 @@ class RabbitNode:
         """Signal the node's whole process group and wait until every process of it is gone."""
         if self._process is None:
             return
-        group = self._process.pid
-        self._process = None
+        script, self._process = self._process, None
         try:
-            os.killpg(group, signum)
+            os.killpg(script.pid, signum)
         except ProcessLookupError:
             return
-        wait_until(lambda: not _group_alive(group), timeout, f"RabbitMQ node {self.name} to exit")
+        wait_until(lambda: not _group_alive(script), timeout, f"RabbitMQ node {self.name} to exit")
         wait_until(lambda: not port_open(self.port), timeout, f"port {self.port} to close")
 
     def kill(self) -> None:
@@ -104,9 +103,11 @@ class RabbitNode:
         return True
 
 
-def _group_alive(group: int) -> bool:
+def _group_alive(script: subprocess.Popen[bytes]) -> bool:
+    """Whether any process of the group the start script leads still runs (the script itself is reaped first)."""
+    script.poll()
     try:
-        os.killpg(group, 0)
+        os.killpg(script.pid, 0)
     except ProcessLookupError:
         return False
     return True
@@ -142,9 +143,11 @@ class Services:
         self.folder = folder
         self.environment = environment
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._log_offsets: dict[str, int] = {}
 
     def start(self, name: str, **extra: str) -> subprocess.Popen[bytes]:
         output = open(self.folder / f"{name}.log", "ab")  # noqa: SIM115 (closed with the process)
+        self._log_offsets[name] = output.tell()
         process = subprocess.Popen(
             [sys.executable, str(REPO / name / "src" / f"{name}.py")],
             env=os.environ | self.environment | extra,
@@ -165,6 +168,13 @@ class Services:
 
     def wait(self, name: str, timeout: float) -> int:
         return self.processes[name].wait(timeout)
+
+    def is_ready(self, name: str) -> bool:
+        """Whether the latest start of ``name`` has declared its queues and begun its work."""
+        path = self.folder / f"{name}.log"
+        with path.open("rb") as log:
+            log.seek(self._log_offsets[name])
+            return b" ready: " in log.read()
 
     def log(self, name: str) -> str:
         path = self.folder / f"{name}.log"

@@ -129,12 +129,12 @@ class Broker:
 
     def can_publish(self) -> bool:
         """True while connected and the window of unconfirmed messages has room."""
-        return self._ready and len(self._unconfirmed) + len(self._unsent) < CONFIRM_WINDOW
+        return self._ready and not self._stopping and len(self._unconfirmed) + len(self._unsent) < CONFIRM_WINDOW
 
     def publish(self, queue: str, body: bytes, on_confirmed: Hook | None = None, *, resend: bool = True) -> None:
         """Publish persistently; ``on_confirmed`` runs once the broker has confirmed the message."""
         message = Outgoing(queue, body, on_confirmed, resend)
-        if self._ready:
+        if self._ready and self._channel.is_open:
             self._send(message)
         elif resend:
             self._unsent.append(message)

@@ -1,0 +1,98 @@
+"""The shared runtime against a real broker: acks only after the effect, never past a pending delivery."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pika
+import pytest
+
+from pipeline.broker import Broker, Delivery
+from pipeline.messages import BadMessage
+from pipeline.settings import Common
+from tests.helpers import queue_depths, wait_until
+
+pytestmark = pytest.mark.broker
+
+QUEUE = "y_true"
+
+
+class Running:
+    """A Broker consuming QUEUE in a thread; the handler keeps every delivery for the test to settle."""
+
+    def __init__(self, url: str, prefetch: int = 100) -> None:
+        self.deliveries: list[Delivery] = []
+        self.broker = Broker(Common(url, "", "quorum", "INFO", ""), [QUEUE], prefetch=prefetch)
+        self.broker.consume(QUEUE, self._on_message)
+        self._thread = threading.Thread(target=self.broker.run, kwargs={"handle_signals": False})
+        self._thread.start()
+
+    def _on_message(self, delivery: Delivery) -> None:
+        if delivery.body == b"bad":
+            raise BadMessage("a test's bad message")
+        self.deliveries.append(delivery)
+
+    def call(self, function, *args) -> None:
+        done = threading.Event()
+
+        def run() -> None:
+            function(*args)
+            done.set()
+
+        self.broker.ioloop.add_callback_threadsafe(run)
+        assert done.wait(10)
+
+    def stop(self) -> None:
+        self.broker.ioloop.add_callback_threadsafe(self.broker.stop)
+        self._thread.join(15)
+        assert not self._thread.is_alive()
+
+
+@pytest.fixture
+def running(broker_url: str) -> Iterator[Running]:
+    instance = Running(broker_url)
+    yield instance
+    if instance._thread.is_alive():
+        instance.stop()
+
+
+def publish(url: str, bodies: list[bytes]) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    channel.confirm_delivery()
+    for body in bodies:
+        channel.basic_publish("", QUEUE, body, pika.BasicProperties(delivery_mode=2))
+    connection.close()
+
+
+def test_a_pending_delivery_is_not_acked_by_the_settled_ones_after_it(running: Running, broker_url: str) -> None:
+    wait_until(lambda: running.broker.is_ready, 30, "the broker to be ready")
+    publish(broker_url, [b"%d" % index for index in range(10)])
+    wait_until(lambda: len(running.deliveries) == 10, 30, "10 deliveries")
+    for delivery in running.deliveries[1:]:
+        running.call(running.broker.ack, delivery)
+    running.stop()
+    assert queue_depths(broker_url)[QUEUE] == 1, "only the unsettled first delivery goes back to the queue"
+
+
+def test_settled_deliveries_are_acked_and_bad_ones_dead_lettered(running: Running, broker_url: str) -> None:
+    wait_until(lambda: running.broker.is_ready, 30, "the broker to be ready")
+    publish(broker_url, [b"1", b"bad", b"2", b"bad", b"3"])
+    wait_until(lambda: len(running.deliveries) == 3, 30, "3 good deliveries")
+    for delivery in running.deliveries:
+        running.call(running.broker.ack, delivery)
+    running.stop()
+    depths = queue_depths(broker_url)
+    assert (depths[QUEUE], depths["y_true.dead"]) == (0, 2)
+
+
+def test_confirmed_publishes_run_their_callback(running: Running, broker_url: str) -> None:
+    wait_until(lambda: running.broker.is_ready, 30, "the broker to be ready")
+    confirmed: list[int] = []
+    for index in range(300):
+        running.call(running.broker.publish, "y_true.dead", b"%d" % index, lambda i=index: confirmed.append(i))
+    wait_until(lambda: len(confirmed) == 300, 30, "300 confirms")
+    assert sorted(confirmed) == list(range(300))
+    running.stop()
+    assert queue_depths(broker_url)["y_true.dead"] == 300
