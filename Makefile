@@ -1,0 +1,51 @@
+# Run `make help` for the list of targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+RABBITMQ_SERVER := /usr/lib/rabbitmq/bin/rabbitmq-server
+SERVICE_REQUIREMENTS := features/requirements.txt model/requirements.txt metric/requirements.txt plot/requirements.txt
+
+.PHONY: help install test lint format rabbitmq up down clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed model/model.joblib ## Create .venv with everything the services and tests need, and train the default model
+
+$(VENV)/.installed: requirements-dev.txt $(SERVICE_REQUIREMENTS) common/pyproject.toml
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -e common
+	touch $@
+
+model/model.joblib: $(VENV)/.installed model/src/train.py
+	$(PYTHON) model/src/train.py
+
+rabbitmq: ## Make sure Debian's rabbitmq-server is installed (the tests start private nodes of it)
+	@test -x $(RABBITMQ_SERVER) || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null; \
+	  else \
+	    echo "make test needs RabbitMQ's server at $(RABBITMQ_SERVER): install the rabbitmq-server package (Debian/Ubuntu: sudo apt-get install rabbitmq-server)"; exit 1; \
+	  fi; }
+
+test: install rabbitmq ## Run the unit and integration tests (they start their own RabbitMQ nodes)
+	$(PYTHON) -m pytest
+
+lint: install ## Check the code with ruff
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install ## Reformat the code with ruff
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+up: ## Build and start the stack with Docker Compose
+	docker compose up --build
+
+down: ## Stop the stack (add `-v` by hand to also drop the broker's data)
+	docker compose down
+
+clean: ## Remove the virtual environment and the trained model (logs/ is left alone)
+	rm -rf $(VENV) model/model.joblib
