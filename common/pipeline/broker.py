@@ -158,6 +158,10 @@ class Broker:
     def stop(self, *, drain_forever: bool = False) -> None:
         """Stop consuming and close once in-flight work is confirmed (after STOP_TIMEOUT at most, or not)."""
         if self._stopping:
+            if self._drain_forever and not drain_forever:  # a signal while draining: give up after the timeout
+                self._drain_forever = False
+                self.ioloop.call_later(STOP_TIMEOUT, self._close)
+                self._close_when_idle()
             return
         LOGGER.info("stopping")
         self._stopping = True

@@ -7,7 +7,7 @@ from typing import Any
 FEATURES = "features"
 Y_TRUE = "y_true"
 Y_PRED = "y_pred"
-DELIVERY_LIMIT = 5
+DELIVERY_LIMIT = 20  # deliveries (crashes, restarts of a consumer holding it) before a message is dead-lettered
 
 
 def dead_letter_queue(queue: str) -> str:
