@@ -17,6 +17,7 @@ from sklearn.datasets import load_diabetes
 from pipeline.messages import MAX_MESSAGE_BYTES
 from pipeline.topology import FEATURES, Y_PRED, Y_TRUE, dead_letter_queue
 from tests.helpers import (
+    REPO,
     RabbitNode,
     Services,
     csv_rows,
@@ -231,6 +232,7 @@ def test_sigterm_stops_every_service_with_0_and_loses_nothing(
         ("features", "FEATURES_INTERVAL", "often"),
         ("features", "FEATURES_LIMIT", "-5"),
         ("model", "MODEL_PATH", "/nonexistent/model.joblib"),
+        ("model", "MODEL_PATH", str(REPO / "README.md")),
         ("model", "PREFETCH", "0"),
         ("metric", "QUEUE_TYPE", "stream"),
         ("metric", "AMQP_URL", "http://localhost"),

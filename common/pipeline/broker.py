@@ -156,18 +156,18 @@ class Broker:
         self._channel.basic_reject(delivery.tag, requeue=False)
 
     def stop(self, *, drain_forever: bool = False) -> None:
-        """Stop consuming and close once in-flight work is confirmed (after STOP_TIMEOUT at most, or not)."""
-        if self._stopping:
-            if self._drain_forever and not drain_forever:  # a signal while draining: give up after the timeout
-                self._drain_forever = False
-                self.ioloop.call_later(STOP_TIMEOUT, self._close)
-                self._close_when_idle()
+        """Stop consuming and close once in-flight work is confirmed: within STOP_TIMEOUT, or, draining, whenever.
+
+        A plain stop (a signal) during a drain ends the drain after STOP_TIMEOUT.
+        """
+        if self._stopping and (drain_forever or not self._drain_forever):
             return
-        LOGGER.info("stopping")
-        self._stopping = True
+        if not self._stopping:
+            LOGGER.info("stopping")
+            self._stopping = True
+            self._cancel_consumers()
+            self._on_stopping()
         self._drain_forever = drain_forever
-        self._cancel_consumers()
-        self._on_stopping()
         if not drain_forever:
             self.ioloop.call_later(STOP_TIMEOUT, self._close)
         self._close_when_idle()

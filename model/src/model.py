@@ -30,9 +30,12 @@ def load_model(path: str) -> Any:
             f"MODEL_PATH: no model file at {path} (train one with `make install` or model/src/train.py)"
         )
     try:
-        return joblib.load(path)
+        model = joblib.load(path)
     except Exception as error:  # any unreadable file is the same user error
         raise SettingsError(f"MODEL_PATH: cannot load a model from {path}: {error}") from None
+    if not (hasattr(model, "predict") and hasattr(model, "n_features_in_")):
+        raise SettingsError(f"MODEL_PATH: {path} holds no fitted scikit-learn estimator but a {type(model).__name__}")
+    return model
 
 
 class Predictor:
