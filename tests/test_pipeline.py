@@ -29,8 +29,6 @@ from tests.helpers import (
 
 pytestmark = pytest.mark.broker
 
-CONSUMERS = ("metric", "model", "plot")
-
 
 @pytest.fixture(scope="module")
 def predictions_by_target(model_path: Path) -> dict[float, list[float]]:
@@ -47,19 +45,6 @@ def is_a_dataset_pair(predictions_by_target: dict[float, list[float]], y_true: f
     return any(math.isclose(y_pred, known, rel_tol=1e-9) for known in predictions_by_target.get(y_true, []))
 
 
-def assert_exactly_once(logs_dir: Path, ledger: Path, expected: int | None = None) -> list[list[str]]:
-    """Every confirmed id has one row, no id has two, and no row has an id that was never produced."""
-    rows = csv_rows(logs_dir / "metric_log.csv")
-    ids = [row[0] for row in rows]
-    produced = ledger_ids(ledger)
-    assert len(set(ids)) == len(ids), f"{len(ids) - len(set(ids))} duplicated rows"
-    assert set(produced) <= set(ids), f"{len(set(produced) - set(ids))} confirmed ids have no row"
-    if expected is not None:
-        assert len(produced) == expected
-        assert set(ids) == set(produced), f"{len(set(ids) - set(produced))} rows of ids never produced"
-    return rows
-
-
 def drained(url: str) -> bool:
     depths = queue_depths(url)
     return all(depths[queue] == 0 for queue in (FEATURES, Y_TRUE, Y_PRED))
@@ -72,83 +57,104 @@ def stop_gracefully(services: Services, *names: str) -> None:
         assert services.wait(name, timeout=15) == 0, f"{name} did not exit 0 on SIGTERM"
 
 
+class Stream:
+    """features (with a ledger of confirmed ids), model and metric on one broker, and the checks that end a test."""
+
+    def __init__(self, services: Services, url: str, logs_dir: Path) -> None:
+        self.services, self.url = services, url
+        self.csv = logs_dir / "metric_log.csv"
+        self.ledger = logs_dir.parent / "ledger"
+
+    def start(self, *consumers: str, **features_environment: str) -> None:
+        for name in consumers or ("metric", "model"):
+            self.services.start(name)
+        self.services.start("features", FEATURES_LEDGER=str(self.ledger), **features_environment)
+
+    def rows(self) -> int:
+        return row_count(self.csv)
+
+    def wait_for_rows(self, rows: int, timeout: float = 60) -> None:
+        wait_until(lambda: self.rows() >= rows, timeout, f"{rows} rows")
+
+    def finish(self, expected: int | None = None) -> list[list[str]]:
+        """Let features end (if limited), metric and model drain the queues and stop; check every row."""
+        if expected is not None:
+            assert self.services.wait("features", timeout=120) == 0
+        produced = expected if expected is not None else len(ledger_ids(self.ledger))
+        self.wait_for_rows(produced, timeout=90)
+        ready = lambda: self.services.is_ready("metric") and self.services.is_ready("model")  # noqa: E731
+        wait_until(ready, 60, "metric and model to be ready")
+        wait_until(lambda: drained(self.url), 30, "the queues to drain")
+        stop_gracefully(self.services, "metric", "model")
+        assert drained(self.url)
+        return self.assert_exactly_once(produced)
+
+    def assert_exactly_once(self, produced: int) -> list[list[str]]:
+        """One row per confirmed id: none lost, none duplicated, none of an id never produced."""
+        rows = csv_rows(self.csv)
+        ids = [row[0] for row in rows]
+        confirmed = ledger_ids(self.ledger)
+        assert len(set(ids)) == len(ids), f"{len(ids) - len(set(ids))} duplicated rows"
+        assert len(confirmed) == produced
+        assert set(confirmed) <= set(ids), f"{len(set(confirmed) - set(ids))} confirmed ids have no row"
+        assert set(ids) <= set(confirmed), f"{len(set(ids) - set(confirmed))} rows of ids never confirmed"
+        return rows
+
+
+@pytest.fixture
+def stream(make_services, broker_url: str, logs_dir: Path) -> Stream:
+    return Stream(make_services(broker_url), broker_url, logs_dir)
+
+
 @pytest.mark.parametrize("queue_type", ["quorum", "classic"])
 def test_rows_arrive_once_each_with_the_right_error_and_a_picture(
     make_services, broker_url: str, logs_dir: Path, predictions_by_target: dict, queue_type: str
 ) -> None:
-    ledger = logs_dir.parent / "ledger"
-    services = make_services(broker_url, QUEUE_TYPE=queue_type)
-    for name in CONSUMERS:
-        services.start(name)
-    services.start("features", FEATURES_INTERVAL="0", FEATURES_LIMIT="500", FEATURES_LEDGER=str(ledger))
+    stream = Stream(make_services(broker_url, QUEUE_TYPE=queue_type), broker_url, logs_dir)
+    stream.start("metric", "model", "plot", FEATURES_INTERVAL="0", FEATURES_LIMIT="500")
 
-    assert services.wait("features", timeout=60) == 0
-    wait_until(lambda: row_count(logs_dir / "metric_log.csv") >= 500, 60, "500 rows")
-    rows = assert_exactly_once(logs_dir, ledger, expected=500)
+    rows = stream.finish(expected=500)
     for message_id, y_true, y_pred, absolute_error in rows:
         assert uuid.UUID(message_id)
         assert is_a_dataset_pair(predictions_by_target, float(y_true), float(y_pred)), "halves of two rows joined"
         assert float(absolute_error) == abs(float(y_true) - float(y_pred))
     picture = logs_dir / "error_distribution.png"
     wait_until(
-        lambda: picture.exists() and picture.stat().st_mtime > (logs_dir / "metric_log.csv").stat().st_mtime,
+        lambda: picture.exists() and picture.stat().st_mtime >= stream.csv.stat().st_mtime,
         30,
         "the picture to catch up with the CSV",
     )
     assert matplotlib.image.imread(picture).shape[2] in (3, 4)
-    stop_gracefully(services, *CONSUMERS)
-    assert drained(broker_url)
+    stop_gracefully(stream.services, "plot")
 
 
-def test_killed_metric_and_model_lose_and_duplicate_no_row(
-    make_services, broker_url: str, logs_dir: Path, tmp_path: Path
-) -> None:
-    ledger, csv = tmp_path / "ledger", logs_dir / "metric_log.csv"
-    services = make_services(broker_url)
-    services.start("metric")
-    services.start("model")
-    services.start("features", FEATURES_INTERVAL="0.0005", FEATURES_LIMIT="4000", FEATURES_LEDGER=str(ledger))
-
+def test_killed_metric_and_model_lose_and_duplicate_no_row(stream: Stream) -> None:
+    stream.start(FEATURES_INTERVAL="0.0005", FEATURES_LIMIT="4000")
     for rows_before_kill in (500, 1500, 2500):
-        wait_until(lambda n=rows_before_kill: row_count(csv) >= n, 60, f"{rows_before_kill} rows")
-        services.kill("metric")
-        services.kill("model")
-        services.start("metric")
-        services.start("model")
-
-    assert services.wait("features", timeout=60) == 0
-    wait_until(lambda: row_count(csv) >= 4000, 90, "all 4000 rows")
-    wait_until(lambda: services.is_ready("metric") and services.is_ready("model"), 60, "metric and model to be ready")
-    wait_until(lambda: drained(broker_url), 30, "the queues to drain")
-    stop_gracefully(services, "metric", "model")
-    assert drained(broker_url)
-    assert_exactly_once(logs_dir, ledger, expected=4000)
-    assert "remembered" in services.log("metric")
+        stream.wait_for_rows(rows_before_kill)
+        for name in ("metric", "model"):
+            stream.services.kill(name)
+            stream.services.start(name)
+    stream.finish(expected=4000)
+    assert "remembered" in stream.services.log("metric")
 
 
 def test_the_broker_down_at_start_and_restarted_mid_stream_loses_no_row(
-    make_services, own_rabbit: RabbitNode, logs_dir: Path, tmp_path: Path
+    make_services, own_rabbit: RabbitNode, logs_dir: Path
 ) -> None:
-    ledger, csv = tmp_path / "ledger", logs_dir / "metric_log.csv"
-    services = make_services(own_rabbit.url)
-    services.start("metric")
-    services.start("model")
-    services.start("features", FEATURES_INTERVAL="0.001", FEATURES_LIMIT="3000", FEATURES_LEDGER=str(ledger))
+    stream = Stream(make_services(own_rabbit.url), own_rabbit.url, logs_dir)
+    stream.start(FEATURES_INTERVAL="0.001", FEATURES_LIMIT="3000")
     for name in ("metric", "model", "features"):
-        wait_until(lambda n=name: "broker unreachable" in services.log(n), 30, f"{name} to retry")
+        wait_until(lambda n=name: "broker unreachable" in stream.services.log(n), 30, f"{name} to retry")
     own_rabbit.start()
 
-    wait_until(lambda: row_count(csv) >= 800, 60, "800 rows")
+    stream.wait_for_rows(800)
     own_rabbit.stop()
-    assert all(process.poll() is None for process in services.processes.values()), "a service exited"
+    assert all(process.poll() is None for process in stream.services.processes.values()), "a service exited"
     own_rabbit.start()
 
-    assert services.wait("features", timeout=120) == 0
-    wait_until(lambda: row_count(csv) >= 3000, 90, "all 3000 rows")
-    wait_until(lambda: drained(own_rabbit.url), 30, "the queues to drain")
-    stop_gracefully(services, "metric", "model")
-    assert_exactly_once(logs_dir, ledger, expected=3000)
-    assert "connection lost" in services.log("model")
+    stream.finish(expected=3000)
+    assert "connection lost" in stream.services.log("model")
 
 
 def publish_raw(url: str, messages: list[tuple[str, bytes]]) -> None:
@@ -180,50 +186,30 @@ BAD_INPUT = [
 ]
 
 
-def test_bad_input_goes_to_the_dead_letter_queues_while_good_rows_flow(
-    make_services, broker_url: str, logs_dir: Path, tmp_path: Path
-) -> None:
-    ledger, csv = tmp_path / "ledger", logs_dir / "metric_log.csv"
-    services = make_services(broker_url)
-    services.start("metric")
-    services.start("model")
-    services.start("features", FEATURES_INTERVAL="0.002", FEATURES_LIMIT="600", FEATURES_LEDGER=str(ledger))
-    wait_until(lambda: row_count(csv) >= 100, 60, "the first 100 rows")
-    publish_raw(broker_url, BAD_INPUT)
+def test_bad_input_goes_to_the_dead_letter_queues_while_good_rows_flow(stream: Stream) -> None:
+    stream.start(FEATURES_INTERVAL="0.002", FEATURES_LIMIT="600")
+    stream.wait_for_rows(100)
+    publish_raw(stream.url, BAD_INPUT)
 
     expected = {
-        dead_letter_queue(queue): sum(1 for q, _ in BAD_INPUT if q == queue) for queue in (FEATURES, Y_TRUE, Y_PRED)
+        dead_letter_queue(queue): [q for q, _ in BAD_INPUT].count(queue) for queue in (FEATURES, Y_TRUE, Y_PRED)
     }
-    wait_until(
-        lambda: all(queue_depths(broker_url)[q] == n for q, n in expected.items()), 30, f"dead letters {expected}"
-    )
-    assert services.wait("features", timeout=60) == 0
-    wait_until(lambda: row_count(csv) >= 600, 60, "all 600 rows")
-    assert services.processes["metric"].poll() is None and services.processes["model"].poll() is None
-    assert_exactly_once(logs_dir, ledger, expected=600)
-    assert services.log("model").count("rejected a message of features") == expected["features.dead"]
-    assert not math.isnan(sum(float(row[3]) for row in csv_rows(csv)))
+    dead_letters = lambda: {queue: queue_depths(stream.url)[queue] for queue in expected}  # noqa: E731
+    wait_until(lambda: dead_letters() == expected, 30, f"dead letters {expected}")
+    assert stream.services.processes["metric"].poll() is None and stream.services.processes["model"].poll() is None
+    stream.finish(expected=600)
+    assert stream.services.log("model").count("rejected a message of features") == expected["features.dead"]
 
 
-def test_sigterm_stops_every_service_with_0_and_loses_nothing(
-    make_services, broker_url: str, logs_dir: Path, tmp_path: Path
-) -> None:
-    ledger, csv = tmp_path / "ledger", logs_dir / "metric_log.csv"
-    services = make_services(broker_url)
-    for name in CONSUMERS:
-        services.start(name)
-    services.start("features", FEATURES_INTERVAL="0.001", FEATURES_LEDGER=str(ledger))
-    wait_until(lambda: row_count(csv) >= 500, 60, "500 rows")
+def test_sigterm_stops_every_service_with_0_and_loses_nothing(stream: Stream) -> None:
+    stream.start("metric", "model", "plot", FEATURES_INTERVAL="0.001")
+    stream.wait_for_rows(500)
 
-    stop_gracefully(services, "features", *CONSUMERS)
-    produced = ledger_ids(ledger)
-    assert produced, "features confirmed no row"
-    services.start("metric")
-    services.start("model")
-    wait_until(lambda: services.is_ready("metric") and services.is_ready("model"), 60, "metric and model to be ready")
-    wait_until(lambda: drained(broker_url) and row_count(csv) >= len(produced), 60, "the rest of the rows")
-    stop_gracefully(services, "metric", "model")
-    assert_exactly_once(logs_dir, ledger, expected=len(produced))
+    stop_gracefully(stream.services, "features", "metric", "model", "plot")
+    assert ledger_ids(stream.ledger), "features confirmed no row"
+    stream.services.start("metric")
+    stream.services.start("model")
+    stream.finish()
 
 
 @pytest.mark.parametrize(
