@@ -66,7 +66,7 @@ class Stack:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.amqp_port = free_port()
-        self.project = f"pipeline-e2e-{os.getpid()}"
+        self.project = "pipeline-e2e"  # a fixed name: a rerun reuses the images of the last run
         ports = {"amqp": self.amqp_port, "dist": free_port(), "epmd": free_port(), "management": free_port()}
         (folder / "compose.loopback.yml").write_text(OVERRIDE.format(user=USER, password=PASSWORD, **ports))
         self.csv = folder / "logs" / "metric_log.csv"
