@@ -14,7 +14,7 @@ import pika
 import pytest
 from sklearn.datasets import load_diabetes
 
-from pipeline.messages import MAX_MESSAGE_BYTES
+from pipeline.messages import MAX_MESSAGE_BYTES, encode
 from pipeline.topology import FEATURES, Y_PRED, Y_TRUE, dead_letter_queue
 from tests.helpers import (
     REPO,
@@ -234,3 +234,26 @@ def test_a_bad_setting_stops_the_service_at_start_naming_the_variable(
     assert services.wait(service, timeout=60) == 2
     output = services.log(service).strip().splitlines()
     assert len(output) == 1 and variable in output[0], output
+
+
+def test_waiting_halves_are_acked_and_survive_a_metric_restart(stream: Stream) -> None:
+    stream.services.start("metric")
+    stream.services.start("features", FEATURES_INTERVAL="0", FEATURES_LIMIT="300", FEATURES_LEDGER=str(stream.ledger))
+    assert stream.services.wait("features", timeout=60) == 0
+    wait_until(lambda: queue_depths(stream.url)[Y_TRUE] == 0, 30, "metric to take every y_true")
+    stop_gracefully(stream.services, "metric")
+    assert queue_depths(stream.url)[Y_TRUE] == 0, "metric held y_true deliveries instead of journaling them"
+
+    stream.services.start("metric")
+    stream.services.start("model")
+    stream.finish(expected=300)
+
+
+def test_an_orphaned_half_is_released_to_its_dead_letter_queue(make_services, broker_url: str) -> None:
+    services = make_services(broker_url, METRIC_ORPHAN_TIMEOUT="1")
+    services.start("metric")
+    wait_until(lambda: services.is_ready("metric"), 60, "metric to be ready")
+    publish_raw(broker_url, [(Y_PRED, encode("lonely", 1.0))])
+    wait_until(lambda: queue_depths(broker_url)[dead_letter_queue(Y_PRED)] == 1, 30, "the orphan in y_pred.dead")
+    assert "released 1 halves" in services.log("metric")
+    stop_gracefully(services, "metric")

@@ -9,17 +9,16 @@ import os
 from collections import OrderedDict
 from pathlib import Path
 
+from pipeline.append_file import AppendFile, quote
+
 LOGGER = logging.getLogger(__name__)
 
 HEADER = b"id,y_true,y_pred,absolute_error\n"
 REMEMBERED_IDS = 100_000
-READ_CHUNK = 1 << 20
 
 
 def format_row(message_id: str, y_true: float, y_pred: float) -> bytes:
-    if any(char in message_id for char in ',"'):
-        message_id = '"' + message_id.replace('"', '""') + '"'
-    return f"{message_id},{y_true!r},{y_pred!r},{abs(y_true - y_pred)!r}\n".encode()
+    return f"{quote(message_id)},{y_true!r},{y_pred!r},{abs(y_true - y_pred)!r}\n".encode()
 
 
 class MetricLog:
@@ -27,21 +26,20 @@ class MetricLog:
 
     def __init__(self, path: Path, remember: int = REMEMBERED_IDS) -> None:
         self.path = path
+        self._file = AppendFile(path)
         self._remember = remember
         self._ids: OrderedDict[str, None] = OrderedDict()
-        self._buffer: list[bytes] = []
-        self._fd = -1
 
     def open(self) -> None:
         """Open for appending: cut a torn last line, write the header into an empty file, recall recent ids."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-        self._cut_torn_line()
-        if os.fstat(self._fd).st_size == 0:
-            os.write(self._fd, HEADER)
-            os.fsync(self._fd)
-        for message_id in self._read_last_ids():
-            self._note(message_id)
+        self._file.open()
+        if self._file.size == 0:
+            self._file.append(HEADER)
+            self._file.sync()
+        lines = self._file.last_lines(self._remember)
+        for row in csv.reader(io.StringIO(b"\n".join(lines).decode())):
+            if row and row[0] != "id":
+                self._note(row[0])
         LOGGER.info("appending to %s; %d recent ids remembered", self.path, len(self._ids))
 
     def __contains__(self, message_id: str) -> bool:
@@ -49,62 +47,20 @@ class MetricLog:
 
     def append(self, message_id: str, y_true: float, y_pred: float) -> None:
         """Buffer a row; it is on disk after the next ``sync``."""
-        self._buffer.append(format_row(message_id, y_true, y_pred))
+        self._file.append(format_row(message_id, y_true, y_pred))
         self._note(message_id)
 
     def sync(self) -> int:
         """Write buffered rows in one write, fsync, and return how many there were."""
-        rows = len(self._buffer)
-        if rows:
-            os.write(self._fd, b"".join(self._buffer))
-            os.fsync(self._fd)
-            self._buffer.clear()
-        return rows
+        return self._file.sync()
 
     def close(self) -> None:
-        if self._fd >= 0:
-            self.sync()
-            os.close(self._fd)
-            self._fd = -1
+        self._file.close()
 
     def _note(self, message_id: str) -> None:
         self._ids[message_id] = None
         if len(self._ids) > self._remember:
             self._ids.popitem(last=False)
-
-    def _cut_torn_line(self) -> None:
-        size = os.fstat(self._fd).st_size
-        if size == 0 or os.pread(self._fd, 1, size - 1) == b"\n":
-            return
-        keep = self._end_of_last_full_line(size)
-        LOGGER.warning("cutting a torn last line of %d bytes from %s", size - keep, self.path)
-        os.ftruncate(self._fd, keep)
-        os.fsync(self._fd)
-
-    def _end_of_last_full_line(self, size: int) -> int:
-        end = size
-        while end > 0:
-            start = max(0, end - READ_CHUNK)
-            newline = os.pread(self._fd, end - start, start).rfind(b"\n")
-            if newline >= 0:
-                return start + newline + 1
-            end = start
-        return 0
-
-    def _read_last_ids(self) -> list[str]:
-        """Ids of up to ``remember`` last rows, oldest first, read backwards from the end of the file."""
-        end = os.fstat(self._fd).st_size
-        tail = b""
-        while end > 0 and tail.count(b"\n") <= self._remember:
-            start = max(0, end - READ_CHUNK)
-            tail = os.pread(self._fd, end - start, start) + tail
-            end = start
-        lines = tail.splitlines()
-        if end > 0:
-            lines = lines[1:]  # may start mid-line
-        lines = lines[-self._remember :]
-        ids = [row[0] for row in csv.reader(io.StringIO(b"\n".join(lines).decode())) if row]
-        return [message_id for message_id in ids if message_id != "id"]
 
 
 class CsvTail:
