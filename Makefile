@@ -7,7 +7,7 @@ PYTHON := $(VENV)/bin/python
 RABBITMQ_SERVER := /usr/lib/rabbitmq/bin/rabbitmq-server
 SERVICE_REQUIREMENTS := features/requirements.txt model/requirements.txt metric/requirements.txt plot/requirements.txt
 
-.PHONY: help install test e2e lint format rabbitmq up down clean
+.PHONY: help install test e2e chaos lint format rabbitmq up down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -31,7 +31,10 @@ rabbitmq: ## Make sure Debian's rabbitmq-server is installed (the tests start pr
 	  fi; }
 
 test: install rabbitmq ## Run the unit and integration tests (they start their own RabbitMQ nodes)
-	$(PYTHON) -m pytest -m "not compose"
+	$(PYTHON) -m pytest -m "not compose and not chaos"
+
+chaos: install rabbitmq ## Kill services and the broker at random during a full-speed run; CHAOS_SEED=N replays one
+	$(PYTHON) -m pytest -m chaos -s
 
 e2e: install ## Build and run the shipped Compose stack and check it end to end (needs Docker; see README)
 	tests/e2e/prepare

@@ -145,11 +145,13 @@ class Services:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._log_offsets: dict[str, int] = {}
 
-    def start(self, name: str, **extra: str) -> subprocess.Popen[bytes]:
+    def start(self, name: str, service: str | None = None, **extra: str) -> subprocess.Popen[bytes]:
+        """Start ``service`` (by default the one called ``name``) as the process called ``name``."""
+        service = service or name
         output = open(self.folder / f"{name}.log", "ab")  # noqa: SIM115 (closed with the process)
         self._log_offsets[name] = output.tell()
         process = subprocess.Popen(
-            [sys.executable, str(REPO / name / "src" / f"{name}.py")],
+            [sys.executable, str(REPO / service / "src" / f"{service}.py")],
             env=os.environ | self.environment | extra,
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -208,5 +210,28 @@ def row_count(path: Path) -> int:
     return max(0, len(csv_lines(path)) - 1)
 
 
-def ledger_ids(path: Path) -> list[str]:
-    return path.read_text().split() if path.exists() else []
+def ledger_ids(path: Path, state: str = "confirmed") -> list[str]:
+    """Ids the features ledger notes as ``published`` or ``confirmed``."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [line.split(" ", 1)[1] for line in lines if line.startswith(state + " ")]
+
+
+def drained(url: str) -> bool:
+    depths = queue_depths(url)
+    return all(depths[queue] == 0 for queue in (FEATURES, Y_TRUE, Y_PRED))
+
+
+def stop_gracefully(services: Services, *names: str) -> None:
+    for name in names:
+        services.signal(name, signal.SIGTERM)
+    for name in names:
+        assert services.wait(name, timeout=15) == 0, f"{name} did not exit 0 on SIGTERM"
+
+
+def publish_raw(url: str, messages: list[tuple[str, bytes]]) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    channel.confirm_delivery()
+    for queue, body in messages:
+        channel.basic_publish("", queue, body, pika.BasicProperties(delivery_mode=2))
+    connection.close()

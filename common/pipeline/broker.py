@@ -48,6 +48,7 @@ class Delivery:
     body: bytes
     tag: int
     generation: int
+    redelivered: bool = False
 
 
 @dataclass(slots=True)
@@ -194,7 +195,7 @@ class Broker:
 
     def _on_connection_open_error(self, _connection: pika.SelectConnection, error: BaseException) -> None:
         LOGGER.warning(
-            "broker unreachable (%s); retrying in %.1f s", error or type(error).__name__, self._reconnect_delay
+            "broker unreachable (%s); retrying in %.1f s", str(error) or type(error).__name__, self._reconnect_delay
         )
         self._connection = None
         self._schedule_reconnect()
@@ -284,7 +285,7 @@ class Broker:
 
     def _on_message_for(self, queue: str, handler: Handler, generation: int) -> Callable[..., None]:
         def on_message(_channel: Any, method: Basic.Deliver, _properties: Any, body: bytes) -> None:
-            delivery = Delivery(queue, body, method.delivery_tag, generation)
+            delivery = Delivery(queue, body, method.delivery_tag, generation, method.redelivered)
             self._unsettled[delivery.tag] = False
             try:
                 handler(delivery)

@@ -3,7 +3,8 @@
 Each row gets a fresh UUID; its features go to queue ``features`` and its true answer to queue ``y_true``, both
 published persistently and confirmed by the broker. FEATURES_INTERVAL seconds pass between rows (0: as fast as the
 confirm window allows); after FEATURES_LIMIT rows (0: never) it waits for the last confirms and exits 0. With
-FEATURES_LEDGER set, the id of each row whose two messages the broker confirmed is appended to that file.
+FEATURES_LEDGER set, each row is noted in that file as ``published <id>`` before its messages go out and as
+``confirmed <id>`` once the broker has confirmed both.
 """
 
 from __future__ import annotations
@@ -82,19 +83,22 @@ class Streamer:
     def _publish_row(self) -> None:
         index = int(self._rng.integers(len(self._rows)))
         row_id = new_id()
-        on_confirmed = self._ledger_entry(row_id) if self._ledger else None
+        on_confirmed = None
+        if self._ledger is not None:
+            self._ledger.write(f"published {row_id}\n")
+            on_confirmed = self._ledger_entry(row_id)
         self._broker.publish(FEATURES, encode(row_id, self._rows[index].tolist()), on_confirmed)
         self._broker.publish(Y_TRUE, encode(row_id, float(self._targets[index])), on_confirmed)
         self._produced += 1
 
     def _ledger_entry(self, row_id: str) -> Callable[[], None]:
-        """A confirm callback that writes ``row_id`` to the ledger once both of its messages are confirmed."""
+        """A confirm callback that notes ``row_id`` in the ledger once both of its messages are confirmed."""
         unconfirmed = [2]
 
         def on_confirmed() -> None:
             unconfirmed[0] -= 1
             if unconfirmed[0] == 0 and self._ledger is not None:
-                self._ledger.write(row_id + "\n")
+                self._ledger.write(f"confirmed {row_id}\n")
 
         return on_confirmed
 

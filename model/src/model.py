@@ -1,16 +1,20 @@
 """model: predicts each row of queue ``features`` with the estimator at MODEL_PATH and publishes it to ``y_pred``.
 
 Rows that arrive together are predicted in one call. A ``features`` message is acked only once the broker has
-confirmed the ``y_pred`` it caused; a message that is not a valid row goes to ``features.dead``.
+confirmed the ``y_pred`` it caused; a message that is not a valid row goes to ``features.dead``. A redelivered
+message may be one that crashed a model before, so redelivered messages are predicted one at a time, in random
+order, each acked before the next: a poison message then takes few others down with it, and the delivery limit moves
+it to ``features.dead`` while the rows that shared its deliveries get through.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import sys
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import joblib
 import numpy as np
@@ -22,6 +26,7 @@ from pipeline.topology import FEATURES, Y_PRED
 
 LOGGER = logging.getLogger("model")
 DEFAULT_MODEL_PATH = str(Path(__file__).resolve().parents[1] / "model.joblib")
+ACK_SEND_DELAY = 0.002  # seconds
 
 
 def load_model(path: str) -> Any:
@@ -38,15 +43,24 @@ def load_model(path: str) -> Any:
     return model
 
 
+class Row(NamedTuple):
+    delivery: Delivery
+    row_id: str
+    features: list[float]
+
+
 class Predictor:
     """Collects the rows of one read from the socket into a batch and predicts them together."""
 
     def __init__(self, common: Common, model: Any, prefetch: int) -> None:
         self._model = model
         self._n_features = int(model.n_features_in_)
-        self._batch: list[tuple[Delivery, str, list[float]]] = []
+        self._batch: list[Row] = []
+        self._suspects: list[Row] = []
+        self._suspect_in_flight = False
+        self._random = random.Random()
         self._broker = Broker(
-            common, [FEATURES, Y_PRED], prefetch=prefetch, on_lost=self._batch.clear, on_stopping=self._predict_batch
+            common, [FEATURES, Y_PRED], prefetch=prefetch, on_lost=self._forget_rows, on_stopping=self._predict_batch
         )
         self._broker.consume(FEATURES, self._on_features)
 
@@ -55,20 +69,45 @@ class Predictor:
         return self._broker.run()
 
     def _on_features(self, delivery: Delivery) -> None:
-        row_id, row = decode_features(delivery.body, self._n_features)
-        self._batch.append((delivery, row_id, row))
+        row_id, features = decode_features(delivery.body, self._n_features)
+        row = Row(delivery, row_id, features)
+        if delivery.redelivered:
+            self._suspects.append(row)
+            self._predict_next_suspect()
+            return
+        self._batch.append(row)
         if len(self._batch) == 1:
             self._broker.ioloop.add_callback(self._predict_batch)
+
+    def _predict_next_suspect(self) -> None:
+        if self._suspect_in_flight or not self._suspects:
+            return
+        row = self._suspects.pop(self._random.randrange(len(self._suspects)))
+        self._suspect_in_flight = True
+        prediction = float(self._model.predict(np.array([row.features]))[0])
+        self._broker.publish(Y_PRED, encode(row.row_id, prediction), partial(self._suspect_done, row), resend=False)
+
+    def _suspect_done(self, row: Row) -> None:
+        self._broker.ack(row.delivery)
+        self._suspect_in_flight = False
+        # a moment later, so that the loop sends the ack before the next suspect can crash the process
+        self._broker.ioloop.call_later(ACK_SEND_DELAY, self._predict_next_suspect)
+
+    def _forget_rows(self) -> None:
+        """The lost channel's deliveries come back; drop what was waiting for them."""
+        self._batch.clear()
+        self._suspects.clear()
+        self._suspect_in_flight = False
 
     def _predict_batch(self) -> None:
         batch = self._batch.copy()
         self._batch.clear()
         if not batch:
             return
-        predictions = self._model.predict(np.array([row for _delivery, _row_id, row in batch]))
-        for (delivery, row_id, _row), prediction in zip(batch, predictions, strict=True):
-            acknowledge = partial(self._broker.ack, delivery)
-            self._broker.publish(Y_PRED, encode(row_id, float(prediction)), acknowledge, resend=False)
+        predictions = self._model.predict(np.array([row.features for row in batch]))
+        for row, prediction in zip(batch, predictions, strict=True):
+            acknowledge = partial(self._broker.ack, row.delivery)
+            self._broker.publish(Y_PRED, encode(row.row_id, float(prediction)), acknowledge, resend=False)
 
 
 def main() -> int:

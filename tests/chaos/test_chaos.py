@@ -1,0 +1,226 @@
+"""Effectively-once under crashes: the pipeline at full speed while a seeded driver SIGKILLs services and the broker.
+
+Three model replicas, features at full speed with a ledger of published and confirmed ids, metric, plot, and one
+poison row that kills any model predicting it. Every killed or crashed process is started again after a short
+delay, as a restart policy would. After the kill phase features is stopped, the rest drain, and the CSV is checked
+against the ledger. CHAOS_SEED replays a run; CHAOS_SECONDS sets the length of the kill phase.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections import Counter
+from pathlib import Path
+
+import joblib
+import matplotlib.image
+import pytest
+
+from pipeline.messages import encode, new_id
+from pipeline.topology import FEATURES, dead_letter_queue
+from tests.chaos.poison_model import POISON_VALUE, DiesOnPoison
+from tests.conftest import train
+from tests.helpers import (
+    REPO,
+    RabbitNode,
+    Services,
+    csv_lines,
+    drained,
+    ledger_ids,
+    publish_raw,
+    queue_depths,
+    stop_gracefully,
+    wait_until,
+)
+
+pytestmark = pytest.mark.chaos
+
+SEED = int(os.environ.get("CHAOS_SEED") or random.SystemRandom().randrange(1_000_000))
+KILL_PHASE = float(os.environ.get("CHAOS_SECONDS") or 90)
+SERVICE_KILLS = {"features": 3, "model": 3, "metric": 3, "plot": 3}
+BROKER_KILLS = 2
+QUORUM_SETTLE = 15  # seconds new quorum queues need before a broker SIGKILL is survived (rabbitmq-server#10070)
+REPLICAS = [f"model-{index}" for index in range(3)]
+MIN_ROWS = 20_000
+TICK = 0.05  # the driver's clock
+PICTURE_EVERY = 0.5
+POISON_AT = 10  # second of the run at which the poison row is published
+
+
+def kill_schedule(rng: random.Random) -> list[tuple[float, str]]:
+    """(second of the run, target) for every kill, sorted; broker kills after the queues settled, 25 s apart."""
+    events = [(rng.uniform(3, KILL_PHASE), name) for name, count in SERVICE_KILLS.items() for _ in range(count)]
+    first = rng.uniform(QUORUM_SETTLE + 5, KILL_PHASE / 2)
+    events += [(first, "rabbitmq"), (rng.uniform(first + 25, KILL_PHASE), "rabbitmq")]
+    return sorted(events)
+
+
+class Chaos:
+    """One run: the broker and the services as processes, the driver's schedule, and what the run leaves behind."""
+
+    def __init__(self, folder: Path, rng: random.Random) -> None:
+        self.rng = rng
+        self.started = time.monotonic()
+        self.logs, self.ledger = folder / "logs", folder / "ledger"
+        self.csv, self.picture = self.logs / "metric_log.csv", self.logs / "error_distribution.png"
+        self.logs.mkdir()
+        self.node = RabbitNode(folder / "rabbit")
+        self.node.base.mkdir()
+        model_path = folder / "poison-model.joblib"
+        joblib.dump(DiesOnPoison(train.train(folder / "model.joblib")), model_path)
+        self.services = Services(
+            folder,
+            {
+                "AMQP_URL": self.node.url,
+                "LOGS_DIR": str(self.logs),
+                "MODEL_PATH": str(model_path),
+                "PYTHONPATH": str(REPO),
+                "PLOT_INTERVAL": "0.5",
+                "FEATURES_INTERVAL": "0",
+                "FEATURES_LEDGER": str(self.ledger),
+            },
+        )
+        self.kills: Counter[str] = Counter()
+        self.crashes: Counter[str] = Counter()
+        self.restarts: dict[str, float] = {}  # process name -> when to start it again
+        self.stopped: set[str] = set()  # stopped on purpose: not to be started again
+        self.pictures = self.bad_pictures = 0
+        self._next_picture = 0.0
+
+    def now(self) -> float:
+        return time.monotonic() - self.started
+
+    def start_all(self) -> None:
+        self.node.start()
+        for name in ("metric", "plot", *REPLICAS, "features"):
+            self.start(name)
+
+    def start(self, name: str) -> None:
+        self.services.start(name, service=name.split("-", maxsplit=1)[0])
+
+    def alive(self, name: str) -> bool:
+        return self.services.processes[name].poll() is None
+
+    def run_schedule(self, events: list[tuple[float, str]]) -> None:
+        """Fire each kill when due (later if its target is down), poison the model once, and tend the processes."""
+        poisoned = False
+        while events or self.restarts:
+            if events and events[0][0] <= self.now():
+                _when, target = events.pop(0)
+                if not self.kill(target):
+                    events.insert(0, (self.now() + 1.0, target))
+            if not poisoned and self.now() > POISON_AT:
+                publish_raw(self.node.url, [(FEATURES, encode(new_id(), [POISON_VALUE] * 10))])
+                poisoned = True
+            self.tend()
+            time.sleep(TICK)
+
+    def kill(self, target: str) -> bool:
+        """SIGKILL the target (a random replica for "model"); False if it is down already."""
+        if target == "rabbitmq":
+            self.node.kill()
+            self.kills[target] += 1
+            self.node.start()
+            return True
+        name = self.rng.choice(REPLICAS) if target == "model" else target
+        if not self.alive(name) or name in self.restarts:
+            return False
+        self.services.kill(name)
+        self.kills[target] += 1
+        self.restarts[name] = self.now() + self.rng.uniform(0.2, 2.0)
+        return True
+
+    def tend(self) -> None:
+        """Start again what is due, notice crashes, sample the picture."""
+        for name, process in self.services.processes.items():
+            if process.poll() is not None and name not in self.restarts and name not in self.stopped:
+                self.crashes[name.split("-")[0]] += 1
+                self.restarts[name] = self.now() + 1.0
+        for name, due in list(self.restarts.items()):
+            if due <= self.now():
+                del self.restarts[name]
+                self.start(name)
+        if self.now() >= self._next_picture and self.picture.exists():
+            self._next_picture = self.now() + PICTURE_EVERY
+            self.pictures += 1
+            try:
+                matplotlib.image.imread(self.picture)
+            except (OSError, SyntaxError, ValueError):
+                self.bad_pictures += 1
+
+    def drain(self) -> None:
+        """Stop features for good, then wait until every confirmed row is written and the queues are empty."""
+        wait_until(lambda: self.alive("features"), 30, "features to run")
+        self.stopped.add("features")
+        stop_gracefully(self.services, "features")
+        confirmed = set(ledger_ids(self.ledger))
+
+        def settled() -> bool:
+            self.tend()
+            return confirmed <= {line.split(",", 1)[0] for line in csv_lines(self.csv)[1:]} and drained(self.node.url)
+
+        wait_until(settled, 240, "every confirmed row and empty queues", poll=0.2)
+        self.stopped.update(["metric", "plot", *REPLICAS])
+        stop_gracefully(self.services, "metric", *REPLICAS, "plot")
+
+    def figures(self) -> dict[str, int]:
+        lines = csv_lines(self.csv)
+        ids = [line.split(",", 1)[0] for line in lines[1:]]
+        confirmed = set(ledger_ids(self.ledger))
+        return {
+            "rows": len(ids),
+            "confirmed": len(confirmed),
+            "lost": len(confirmed - set(ids)),
+            "duplicated": len(ids) - len(set(ids)),
+            "unexpected": len(set(ids) - set(ledger_ids(self.ledger, "published"))),
+            "malformed": malformed(lines),
+            "pictures sampled": self.pictures,
+            "bad pictures": self.bad_pictures,
+            "dead-lettered features": queue_depths(self.node.url)[dead_letter_queue(FEATURES)],
+        }
+
+
+def malformed(lines: list[str]) -> int:
+    """Lines that are not a whole row with its error right, counting a missing or repeated header."""
+    bad = int(not lines or lines[0] != "id,y_true,y_pred,absolute_error")
+    for line in lines[1:]:
+        fields = line.rsplit(",", 3)
+        try:
+            y_true, y_pred, error = (float(field) for field in fields[1:])
+            bad += len(fields) != 4 or error != abs(y_true - y_pred)
+        except ValueError:
+            bad += 1
+    return bad
+
+
+def test_no_row_is_lost_or_duplicated_whatever_is_killed(tmp_path: Path, test_failed) -> None:
+    rng = random.Random(SEED)
+    events = kill_schedule(rng)
+    print(f"\nchaos seed {SEED}: {len(events)} kills over {KILL_PHASE:g} s")
+    chaos = Chaos(tmp_path, rng)
+    try:
+        chaos.start_all()
+        chaos.run_schedule(events)
+        chaos.drain()
+        figures = chaos.figures()
+    finally:
+        chaos.services.stop_all()
+        chaos.node.kill()
+        if test_failed():
+            for name in chaos.services.processes:
+                print(f"----- {name} -----\n{chaos.services.log(name)[-3000:]}")
+
+    print(f"chaos seed {SEED}: {chaos.now():.0f} s")
+    print("kills: " + ", ".join(f"{name} {count}" for name, count in sorted(chaos.kills.items())))
+    print("crashes restarted: " + (", ".join(f"{n} {c}" for n, c in sorted(chaos.crashes.items())) or "none"))
+    print("figures: " + ", ".join(f"{name} {value}" for name, value in figures.items()))
+
+    assert figures["confirmed"] >= MIN_ROWS
+    assert all(chaos.kills[name] >= count for name, count in SERVICE_KILLS.items())
+    assert chaos.kills["rabbitmq"] >= BROKER_KILLS
+    assert (figures["lost"], figures["duplicated"], figures["unexpected"], figures["malformed"]) == (0, 0, 0, 0)
+    assert figures["pictures sampled"] >= 100 and figures["bad pictures"] == 0
+    assert figures["dead-lettered features"] == 1, "the poison row, and only it, ends in features.dead"
+    assert chaos.crashes["model"] >= 1, "the poison row crashed a model"
