@@ -77,7 +77,7 @@ def main() -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopped.set())
     plotter = Plotter(Path(common.logs_dir))
-    LOGGER.info("refreshing %s/error_distribution.png every %g s", common.logs_dir, interval)
+    LOGGER.info("ready: refreshing %s/error_distribution.png every %g s", common.logs_dir, interval)
     due = time.monotonic()
     while not stopped.is_set():
         if time.monotonic() >= due:

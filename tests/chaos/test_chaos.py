@@ -152,7 +152,7 @@ class Chaos:
 
     def drain(self) -> None:
         """Stop features for good, then wait until every confirmed row is written and the queues are empty."""
-        wait_until(lambda: self.alive("features"), 30, "features to run")
+        self.wait_until_ready("features")
         self.stopped.add("features")
         stop_gracefully(self.services, "features")
         confirmed = set(ledger_ids(self.ledger))
@@ -162,8 +162,19 @@ class Chaos:
             return confirmed <= {line.split(",", 1)[0] for line in csv_lines(self.csv)[1:]} and drained(self.node.url)
 
         wait_until(settled, 240, "every confirmed row and empty queues", poll=0.2)
+        for name in ("metric", "plot", *REPLICAS):
+            self.wait_until_ready(name)
         self.stopped.update(["metric", "plot", *REPLICAS])
         stop_gracefully(self.services, "metric", *REPLICAS, "plot")
+
+    def wait_until_ready(self, name: str) -> None:
+        """Wait, still tending, until ``name`` runs and handles signals (a SIGTERM during start-up kills it)."""
+
+        def ready() -> bool:
+            self.tend()
+            return name not in self.restarts and self.alive(name) and self.services.is_ready(name)
+
+        wait_until(ready, 60, f"{name} to be ready", poll=0.2)
 
     def figures(self) -> dict[str, int]:
         lines = csv_lines(self.csv)
