@@ -15,6 +15,7 @@ LOGGER = logging.getLogger(__name__)
 
 HEADER = b"id,y_true,y_pred,absolute_error\n"
 REMEMBERED_IDS = 100_000
+READ_LIMIT = 8 << 20  # bytes the plot reads from the CSV at once
 
 
 def format_row(message_id: str, y_true: float, y_pred: float) -> bytes:
@@ -64,14 +65,18 @@ class MetricLog:
 
 
 class CsvTail:
-    """Reads the absolute errors of rows appended since the last call; only complete lines count."""
+    """Reads the absolute errors of rows appended since the last call, at most ``READ_LIMIT`` bytes a call.
+
+    Only complete lines count; ``caught_up`` tells whether the last call reached the end of the file.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.caught_up = True
         self._offset = 0
         self._inode: int | None = None
 
-    def read_new(self) -> tuple[list[float], bool]:
+    def read_new(self, limit: int = READ_LIMIT) -> tuple[list[float], bool]:
         """Return (errors of new rows, whether the file was replaced or truncated since the last read)."""
         try:
             with open(self.path, "rb") as file:
@@ -81,13 +86,16 @@ class CsvTail:
                     self._offset = 0
                 self._inode = stat.st_ino
                 file.seek(self._offset)
-                data = file.read(stat.st_size - self._offset)
+                data = file.read(min(stat.st_size - self._offset, limit))
         except FileNotFoundError:
             restarted = self._inode is not None
-            self._inode, self._offset = None, 0
+            self._inode, self._offset, self.caught_up = None, 0, True
             return [], restarted
         complete = data[: data.rfind(b"\n") + 1]
+        if not complete and len(data) == limit:
+            complete = data  # a "line" longer than the limit is no row of ours: skip it rather than stall
         self._offset += len(complete)
+        self.caught_up = self._offset + len(data) - len(complete) >= stat.st_size
         return _absolute_errors(complete), restarted
 
 

@@ -52,12 +52,17 @@ class Plotter:
 
     def refresh(self) -> bool:
         """Read new rows; redraw if anything changed. Return whether the picture was redrawn."""
-        errors, restarted = self._tail.read_new()
-        if restarted:
-            LOGGER.info("%s was replaced; counting from its start", self._tail.path)
-            self._histogram = Histogram()
-        self._histogram.add(errors)
-        if self._drawn and not errors and not restarted:
+        changed = False
+        while True:
+            errors, restarted = self._tail.read_new()
+            if restarted:
+                LOGGER.info("%s was replaced; counting from its start", self._tail.path)
+                self._histogram = Histogram()
+            self._histogram.add(errors)
+            changed = changed or restarted or bool(errors)
+            if self._tail.caught_up:
+                break
+        if self._drawn and not changed:
             return False
         self._picture.parent.mkdir(parents=True, exist_ok=True)
         render(self._histogram, self._picture)
