@@ -7,7 +7,7 @@ PYTHON := $(VENV)/bin/python
 RABBITMQ_SERVER := /usr/lib/rabbitmq/bin/rabbitmq-server
 SERVICE_REQUIREMENTS := features/requirements.txt model/requirements.txt metric/requirements.txt plot/requirements.txt
 
-.PHONY: help install test e2e chaos lint format rabbitmq up down clean
+.PHONY: help install test e2e chaos bench lint format rabbitmq up down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ test: install rabbitmq ## Run the unit and integration tests (they start their o
 
 chaos: install rabbitmq ## Kill services and the broker at random during a full-speed run; CHAOS_SEED=N replays one
 	$(PYTHON) -m pytest -m chaos -s
+
+bench: install rabbitmq ## Print the benchmark table (drain, wire limit, latency, plot); BENCH_* variables size it
+	$(PYTHON) -m tests.bench.bench
 
 e2e: install ## Build and run the shipped Compose stack and check it end to end (needs Docker; see README)
 	tests/e2e/prepare

@@ -213,7 +213,7 @@ def row_count(path: Path) -> int:
 def ledger_ids(path: Path, state: str = "confirmed") -> list[str]:
     """Ids the features ledger notes as ``published`` or ``confirmed``."""
     lines = path.read_text().splitlines() if path.exists() else []
-    return [line.split(" ", 1)[1] for line in lines if line.startswith(state + " ")]
+    return [line.split()[1] for line in lines if line.startswith(state + " ")]
 
 
 def drained(url: str) -> bool:

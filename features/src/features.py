@@ -3,8 +3,8 @@
 Each row gets a fresh UUID; its features go to queue ``features`` and its true answer to queue ``y_true``, both
 published persistently and confirmed by the broker. FEATURES_INTERVAL seconds pass between rows (0: as fast as the
 confirm window allows); after FEATURES_LIMIT rows (0: never) it waits for the last confirms and exits 0. With
-FEATURES_LEDGER set, each row is noted in that file as ``published <id>`` before its messages go out and as
-``confirmed <id>`` once the broker has confirmed both.
+FEATURES_LEDGER set, each row is noted in that file as ``published <id> <unix time>`` before its messages go out
+and as ``confirmed <id>`` once the broker has confirmed both.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
@@ -85,7 +86,7 @@ class Streamer:
         row_id = new_id()
         on_confirmed = None
         if self._ledger is not None:
-            self._ledger.write(f"published {row_id}\n")
+            self._ledger.write(f"published {row_id} {time.time():.6f}\n")
             on_confirmed = self._ledger_entry(row_id)
         self._broker.publish(FEATURES, encode(row_id, self._rows[index].tolist()), on_confirmed)
         self._broker.publish(Y_TRUE, encode(row_id, float(self._targets[index])), on_confirmed)

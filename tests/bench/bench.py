@@ -1,0 +1,278 @@
+"""make bench: drain, wire limit, latency and plot figures on this machine, printed as a table.
+
+Every figure is the median of BENCH_REPEAT runs, with min and max. Sizes come from the environment so that CI can run
+a small version: BENCH_ROWS (drain and wire limit, default 50,000), BENCH_LATENCY_ROWS (default 2,000 at 200 rows/s),
+BENCH_PLOT_ROWS (comma-separated CSV sizes, default 1,000,000 and 10,000,000). Nothing here asserts a speed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.conftest import train
+from tests.helpers import REPO, RabbitNode, Services, delete_queues, queue_depths, stop_gracefully, wait_until
+
+ROWS = int(os.environ.get("BENCH_ROWS") or 50_000)
+REPEAT = int(os.environ.get("BENCH_REPEAT") or 3)
+LATENCY_ROWS = int(os.environ.get("BENCH_LATENCY_ROWS") or 2_000)
+PLOT_ROWS = [int(size) for size in (os.environ.get("BENCH_PLOT_ROWS") or "1000000,10000000").split(",")]
+LATENCY_INTERVAL = 0.005  # 200 rows/s
+IDLE_SECONDS = 10.0
+WIRE_LIMIT = REPO.parent / "shared" / "bench" / "wire_limit.py"
+
+
+class RowCounter:
+    """Counts the CSV's rows by reading only what was appended since the last look."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.rows, self._offset = path, -1, 0  # -1: the header is no row
+
+    def count(self) -> int:
+        if self.path.exists():
+            with self.path.open("rb") as file:
+                file.seek(self._offset)
+                data = file.read()
+            self.rows += data.count(b"\n")
+            self._offset += len(data)
+        return max(self.rows, 0)
+
+
+class Bench:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.node = RabbitNode(folder / "rabbit")
+        self.node.base.mkdir()
+        self.model_path = folder / "model.joblib"
+        train.train(self.model_path)
+
+    def services(self, logs: Path, **environment: str) -> Services:
+        if logs.exists():
+            shutil.rmtree(logs)
+        logs.mkdir()
+        base = {"AMQP_URL": self.node.url, "LOGS_DIR": str(logs), "MODEL_PATH": str(self.model_path)}
+        return Services(self.folder, base | environment)
+
+    def drain(self) -> float:
+        """Rows/s of model and metric, from their start, through ROWS rows queued beforehand."""
+        delete_queues(self.node.url)
+        logs = self.folder / "drain"
+        services = self.services(logs)
+        services.start("features", FEATURES_INTERVAL="0", FEATURES_LIMIT=str(ROWS))
+        assert services.wait("features", timeout=600) == 0
+        wait_until(lambda: queue_depths(self.node.url)["y_true"] == ROWS, 60, f"{ROWS} rows queued")
+        counter = RowCounter(logs / "metric_log.csv")
+        started = time.perf_counter()
+        services.start("model")
+        services.start("metric")
+        wait_until(lambda: counter.count() >= ROWS, 900, f"{ROWS} rows in the CSV", poll=0.01)
+        elapsed = time.perf_counter() - started
+        stop_gracefully(services, "model", "metric")
+        return ROWS / elapsed
+
+    def wire_limit(self) -> float:
+        command = [sys.executable, str(WIRE_LIMIT), "--url", self.node.url, "-n", str(ROWS)]
+        output = subprocess.run(command, capture_output=True, text=True, check=True, timeout=900).stdout
+        return float(re.search(r"= (\d+) rows/s", output).group(1))
+
+    def latency(self) -> tuple[float, float]:
+        """p50 and p99 in ms from features publishing a row to its line in the CSV, at 200 rows/s."""
+        delete_queues(self.node.url)
+        logs, ledger = self.folder / "latency", self.folder / "latency.ledger"
+        ledger.unlink(missing_ok=True)
+        services = self.services(logs)
+        services.start("model")
+        services.start("metric")
+        wait_until(lambda: services.is_ready("model") and services.is_ready("metric"), 60, "model and metric")
+        services.start(
+            "features",
+            FEATURES_INTERVAL=str(LATENCY_INTERVAL),
+            FEATURES_LIMIT=str(LATENCY_ROWS),
+            FEATURES_LEDGER=str(ledger),
+        )
+        seen = watch_rows(logs / "metric_log.csv", LATENCY_ROWS)
+        assert services.wait("features", timeout=60) == 0
+        stop_gracefully(services, "model", "metric")
+        published = {}
+        for line in ledger.read_text().splitlines():
+            if line.startswith("published "):
+                _state, row_id, moment = line.split()
+                published[row_id] = float(moment)
+        delays = sorted(1000 * (seen[row_id] - published[row_id]) for row_id in seen)
+        return percentile(delays, 50), percentile(delays, 99)
+
+    def plot(self, rows: int) -> dict[str, float]:
+        """Refresh times and memory of the plot on a CSV of ``rows`` rows, and its CPU use while nothing changes."""
+        logs = self.folder / f"plot-{rows}"
+        logs.mkdir(exist_ok=True)
+        write_csv(logs / "metric_log.csv", rows)
+        probe = subprocess.run(
+            [sys.executable, "-c", PLOT_PROBE, str(logs), str(REPEAT)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=os.environ | {"PYTHONPATH": f"{REPO / 'plot' / 'src'}:{REPO}"},
+        )
+        figures = json.loads(probe.stdout)
+        figures["idle CPU %"] = idle_cpu(self.services(logs / "idle", PLOT_INTERVAL="2"), logs)
+        return figures
+
+
+PLOT_PROBE = """
+import json, sys, time
+from pathlib import Path
+from plot import Plotter
+
+def rss_mb(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1]) / 1024
+
+logs, repeat = Path(sys.argv[1]), int(sys.argv[2])
+plotter = Plotter(logs)
+started = time.perf_counter()
+plotter.refresh()
+first = time.perf_counter() - started
+new_row, nothing_new = [], []
+for index in range(repeat):
+    with open(logs / "metric_log.csv", "ab") as file:
+        file.write(b"extra%d,1.0,2.5,1.5\\n" % index)
+    started = time.perf_counter()
+    assert plotter.refresh()
+    new_row.append(time.perf_counter() - started)
+    started = time.perf_counter()
+    assert not plotter.refresh()
+    nothing_new.append(time.perf_counter() - started)
+print(json.dumps({
+    "first refresh s": first,
+    "refresh on a new row ms": [1000 * value for value in new_row],
+    "refresh with nothing new ms": [1000 * value for value in nothing_new],
+    "resident MB": rss_mb("VmRSS:"),
+    "peak resident MB": rss_mb("VmHWM:"),
+}))
+"""
+
+
+def idle_cpu(services: Services, logs: Path) -> float:
+    """CPU % of the plot service over IDLE_SECONDS once it has drawn the CSV in ``logs``."""
+    services.environment["LOGS_DIR"] = str(logs)
+    picture = logs / "error_distribution.png"
+    picture.unlink(missing_ok=True)
+    process = services.start("plot")
+    wait_until(picture.exists, 600, "the first picture", poll=0.1)
+    before, started = cpu_seconds(process.pid), time.monotonic()
+    time.sleep(IDLE_SECONDS)  # the measurement window itself
+    used = cpu_seconds(process.pid) - before
+    stop_gracefully(services, "plot")
+    return 100 * used / (time.monotonic() - started)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def watch_rows(path: Path, rows: int) -> dict[str, float]:
+    """When each row's line appeared in the CSV, by polling every millisecond."""
+    seen: dict[str, float] = {}
+    offset, partial = 0, b""
+    deadline = time.monotonic() + 60 + rows * LATENCY_INTERVAL
+    while len(seen) < rows and time.monotonic() < deadline:
+        if path.exists():
+            with path.open("rb") as file:
+                file.seek(offset)
+                data = file.read()
+            offset += len(data)
+            now = time.time()
+            lines = (partial + data).split(b"\n")
+            partial = lines.pop()
+            for line in lines:
+                row_id = line.split(b",", 1)[0].decode()
+                if row_id != "id":
+                    seen.setdefault(row_id, now)
+        time.sleep(0.001)
+    assert len(seen) >= rows, f"only {len(seen)} of {rows} rows arrived"
+    return seen
+
+
+def write_csv(path: Path, rows: int) -> None:
+    if path.exists() and path.stat().st_size > 0:
+        return
+    rng = random.Random(1)
+    with path.open("wb") as file:
+        file.write(b"id,y_true,y_pred,absolute_error\n")
+        for start in range(0, rows, 100_000):
+            lines = []
+            for index in range(start, min(rows, start + 100_000)):
+                y_true, y_pred = float(rng.randrange(25, 346)), rng.uniform(25.0, 320.0)
+                lines.append(f"row{index},{y_true!r},{y_pred!r},{abs(y_true - y_pred)!r}\n")
+            file.write("".join(lines).encode())
+
+
+def percentile(values: list[float], share: float) -> float:
+    return values[min(len(values) - 1, int(len(values) * share / 100))]
+
+
+def spread(values: list[float], unit: str, digits: int = 0) -> str:
+    median = statistics.median(values)
+    return f"{median:,.{digits}f} {unit} ({min(values):,.{digits}f} to {max(values):,.{digits}f})"
+
+
+def repeat(measure: Callable[[], float]) -> list[float]:
+    return [measure() for _ in range(REPEAT)]
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="bench-") as folder:
+        bench = Bench(Path(folder))
+        bench.node.start()
+        try:
+            table = run(bench)
+        finally:
+            bench.node.stop()
+    print("\n| part | figure: median (min to max) |\n|---|---|")
+    for part, figure in table:
+        print(f"| {part} | {figure} |")
+    return 0
+
+
+def run(bench: Bench) -> list[tuple[str, str]]:
+    drains = repeat(bench.drain)
+    table = [(f"drain of {ROWS:,} queued rows", spread(drains, "rows/s"))]
+    if WIRE_LIMIT.exists():
+        limits = repeat(bench.wire_limit)
+        ratios = [drain / limit for drain, limit in zip(drains, limits, strict=True)]
+        table += [("wire limit (bare relay, same broker)", spread(limits, "rows/s"))]
+        table += [("drain / wire limit", spread(ratios, "", 2))]
+    else:
+        table += [("wire limit", f"not measured: {WIRE_LIMIT} is missing")]
+    latencies = repeat(bench.latency)
+    table += [(f"latency p50 at 200 rows/s ({LATENCY_ROWS:,} rows)", spread([p50 for p50, _ in latencies], "ms", 1))]
+    table += [(f"latency p99 at 200 rows/s ({LATENCY_ROWS:,} rows)", spread([p99 for _, p99 in latencies], "ms", 1))]
+    for rows in PLOT_ROWS:
+        figures = bench.plot(rows)
+        table += [
+            (f"plot, {rows:,}-row CSV: first read and draw", f"{figures['first refresh s']:.1f} s"),
+            (f"plot, {rows:,}-row CSV: refresh on a new row", spread(figures["refresh on a new row ms"], "ms", 1)),
+            (f"plot, {rows:,}-row CSV: refresh, nothing new", spread(figures["refresh with nothing new ms"], "ms", 2)),
+            (
+                f"plot, {rows:,}-row CSV: resident memory",
+                f"{figures['resident MB']:.0f} MB (peak {figures['peak resident MB']:.0f} MB)",
+            ),
+            (f"plot, {rows:,}-row CSV: CPU while nothing changes", f"{figures['idle CPU %']:.2f} %"),
+        ]
+    return table
+
+
+if __name__ == "__main__":
+    sys.exit(main())
