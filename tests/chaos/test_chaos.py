@@ -93,9 +93,13 @@ class Chaos:
         return time.monotonic() - self.started
 
     def start_all(self) -> None:
+        """Start the broker and every service; the run's clock starts when all have declared their queues."""
         self.node.start()
         for name in ("metric", "plot", *REPLICAS, "features"):
             self.start(name)
+        for name in ("metric", *REPLICAS, "features"):
+            wait_until(lambda n=name: self.services.is_ready(n), 60, f"{name} to be ready", poll=0.1)
+        self.started = time.monotonic()
 
     def start(self, name: str) -> None:
         self.services.start(name, service=name.split("-", maxsplit=1)[0])
