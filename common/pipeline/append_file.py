@@ -13,7 +13,7 @@ READ_CHUNK = 1 << 20
 
 def quote(field: str) -> str:
     """A CSV field as RFC 4180 writes it (quoted only when it holds a comma or a quote)."""
-    return '"' + field.replace('"', '""') + '"' if any(char in field for char in ',"') else field
+    return '"' + field.replace('"', '""') + '"' if "," in field or '"' in field else field
 
 
 class AppendFile:

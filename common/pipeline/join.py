@@ -99,8 +99,12 @@ class HalfJournal:
         self._file.sync()
 
     def compact(self, join: Join, force: bool = False) -> None:
-        """Rewrite the journal with only the halves still waiting in ``join``, once enough lines are obsolete."""
-        if force or self._lines - len(join) >= COMPACT_AFTER:
+        """Rewrite the journal with only the halves still waiting in ``join``, once most lines are obsolete.
+
+        Waiting for at least as many obsolete lines as live ones keeps the rewriting linear in the lines appended.
+        """
+        obsolete = self._lines - len(join)
+        if force or obsolete >= max(COMPACT_AFTER, len(join)):
             waiting = join.waiting()
             self._file.replace_lines([format_half(half) for half in waiting])
             self._lines = len(waiting)

@@ -228,7 +228,7 @@ def spread(values: list[float], unit: str, digits: int = 0) -> str:
     return f"{median:,.{digits}f} {unit} ({min(values):,.{digits}f} to {max(values):,.{digits}f})"
 
 
-def repeat(measure: Callable[[], float]) -> list[float]:
+def repeat(measure: Callable[[], tuple[float, float]]) -> list[tuple[float, float]]:
     return [measure() for _ in range(REPEAT)]
 
 
@@ -247,10 +247,13 @@ def main() -> int:
 
 
 def run(bench: Bench) -> list[tuple[str, str]]:
-    drains = repeat(bench.drain)
+    drains, limits = [], []
+    for _ in range(REPEAT):  # each drain next to its wire limit, so that their ratio shares the machine's state
+        drains.append(bench.drain())
+        if WIRE_LIMIT.exists():
+            limits.append(bench.wire_limit())
     table = [(f"drain of {ROWS:,} queued rows", spread(drains, "rows/s"))]
-    if WIRE_LIMIT.exists():
-        limits = repeat(bench.wire_limit)
+    if limits:
         ratios = [drain / limit for drain, limit in zip(drains, limits, strict=True)]
         table += [("wire limit (bare relay, same broker)", spread(limits, "rows/s"))]
         table += [("drain / wire limit", spread(ratios, "", 2))]
