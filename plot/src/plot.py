@@ -25,20 +25,34 @@ from pipeline.settings import SettingsError, env_float, load_common, report_bad_
 LOGGER = logging.getLogger("plot")
 
 
-def render(histogram: Histogram, path: Path) -> None:
-    """Draw the histogram and atomically replace ``path`` with it."""
-    figure = Figure(figsize=(8, 5), dpi=100, layout="tight")
-    axes = figure.subplots()
-    if histogram.total:
-        axes.stairs(histogram.counts, histogram.edges, fill=True, color="tab:blue")
-    else:
-        axes.text(0.5, 0.5, "no rows yet", ha="center", va="center", transform=axes.transAxes)
-    axes.set_title(f"Distribution of absolute errors ({histogram.total:,} rows)")
-    axes.set_xlabel("absolute error |y_true - y_pred|")
-    axes.set_ylabel("rows")
-    temporary = path.with_name(f".{path.name}.tmp")
-    figure.savefig(temporary, format="png")
-    os.replace(temporary, path)
+class Picture:
+    """One figure, kept between refreshes: new bar heights and title, then saved beside the PNG and renamed over it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._figure = Figure(figsize=(8, 5), dpi=100)
+        self._figure.subplots_adjust(left=0.1, right=0.97, top=0.92, bottom=0.11)
+        self._axes = self._figure.subplots()
+        self._bars = self._axes.stairs([0.0], [0.0, 1.0], fill=True, color="tab:blue")
+        self._empty = self._axes.text(0.5, 0.5, "no rows yet", ha="center", va="center", transform=self._axes.transAxes)
+        self._axes.set_xlabel("absolute error |y_true - y_pred|")
+        self._axes.set_ylabel("rows")
+        self._axes.set_ylim(0, 1)  # an empty chart with a sensible axis; rows scale it again
+        self._axes.set_autoscaley_on(True)
+
+    def draw(self, histogram: Histogram) -> None:
+        if histogram.total:
+            self._bars.set_data(histogram.counts, histogram.edges)
+            self._axes.relim()
+            self._axes.autoscale_view()
+        self._bars.set_visible(histogram.total > 0)
+        self._empty.set_visible(histogram.total == 0)
+        self._axes.set_title(f"Distribution of absolute errors ({histogram.total:,} rows)")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_name(f".{self.path.name}.tmp")
+        # low compression: encoding is most of a redraw, and the picture is replaced every few seconds
+        self._figure.savefig(temporary, format="png", pil_kwargs={"compress_level": 1})
+        os.replace(temporary, self.path)
 
 
 class Plotter:
@@ -46,7 +60,7 @@ class Plotter:
 
     def __init__(self, logs_dir: Path) -> None:
         self._tail = CsvTail(logs_dir / "metric_log.csv")
-        self._picture = logs_dir / "error_distribution.png"
+        self._picture = Picture(logs_dir / "error_distribution.png")
         self._histogram = Histogram()
         self._drawn = False
 
@@ -64,10 +78,9 @@ class Plotter:
                 break
         if self._drawn and not changed:
             return False
-        self._picture.parent.mkdir(parents=True, exist_ok=True)
-        render(self._histogram, self._picture)
+        self._picture.draw(self._histogram)
         self._drawn = True
-        LOGGER.debug("redrew %s with %d rows", self._picture, self._histogram.total)
+        LOGGER.debug("redrew %s with %d rows", self._picture.path, self._histogram.total)
         return True
 
 
