@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 import joblib
 import numpy as np
+from train import DEFAULT_MODEL_PATH  # beside this file: the model the image trains at build time
 
 from pipeline.broker import Broker, Delivery
 from pipeline.messages import decode_features, encode
@@ -25,7 +26,6 @@ from pipeline.settings import Common, SettingsError, env_int, env_str, load_comm
 from pipeline.topology import FEATURES, Y_PRED
 
 LOGGER = logging.getLogger("model")
-DEFAULT_MODEL_PATH = str(Path(__file__).resolve().parents[1] / "model.joblib")
 ACK_SEND_DELAY = 0.002  # seconds
 
 

@@ -21,7 +21,7 @@ import pika
 import pika.exceptions
 import pytest
 
-from tests.helpers import REPO, free_port, parse_rows, wait_until
+from tests.helpers import REPO, free_port, parse_rows, row_count, wait_until
 
 pytestmark = pytest.mark.compose
 
@@ -99,7 +99,7 @@ class Stack:
         return True
 
     def rows(self) -> int:
-        return max(0, self.csv.read_bytes().count(b"\n") - 1) if self.csv.exists() else 0
+        return row_count(self.csv)
 
     def wait_for_more_rows(self, more: int, timeout: float = 120) -> None:
         target = self.rows() + more
