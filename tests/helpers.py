@@ -95,6 +95,16 @@ class RabbitNode:
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
 
+    @property
+    def running(self) -> bool:
+        """Whether the node started last is still up (False once it has exited, killed or not)."""
+        return self._process is not None and _group_alive(self._process)
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The end of the node's own log: why it stopped, if it did."""
+        log = self.base / "log" / f"{self.name}.log"
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else "(no log)"
+
     def _accepts_amqp(self) -> bool:
         try:
             pika.BlockingConnection(pika.URLParameters(self.url)).close()

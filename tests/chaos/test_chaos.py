@@ -137,7 +137,12 @@ class Chaos:
         return True
 
     def tend(self) -> None:
-        """Start again what is due, notice crashes, sample the picture."""
+        """Start again what is due, notice crashes (the broker's too), sample the picture."""
+        if not self.node.running:
+            self.crashes["rabbitmq"] += 1
+            print(f"\nthe broker exited on its own at {self.now():.0f} s; its log ends:\n{self.node.log_tail()}")
+            self.node.stop()
+            self.node.start()
         for name, process in self.services.processes.items():
             if process.poll() is not None and name not in self.restarts and name not in self.stopped:
                 self.crashes[name.split("-")[0]] += 1
@@ -226,6 +231,7 @@ def test_no_row_is_lost_or_duplicated_whatever_is_killed(tmp_path: Path, test_fa
         if test_failed():
             for name in chaos.services.processes:
                 print(f"----- {name} -----\n{chaos.services.log(name)[-3000:]}")
+            print(f"----- rabbitmq -----\n{chaos.node.log_tail()}")
 
     print(f"chaos seed {SEED}: {chaos.now():.0f} s")
     print("kills: " + ", ".join(f"{name} {count}" for name, count in sorted(chaos.kills.items())))
