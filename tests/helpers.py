@@ -146,6 +146,13 @@ def queue_depths(url: str) -> dict[str, int]:
     return depths
 
 
+def consumer_count(url: str, queue: str) -> int:
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    count = connection.channel().queue_declare(queue, passive=True).method.consumer_count
+    connection.close()
+    return count
+
+
 class Services:
     """The service files run as processes, each with its output in ``<name>.log`` under ``folder``."""
 

@@ -11,7 +11,7 @@ import pytest
 from pipeline.broker import Broker, Delivery
 from pipeline.messages import BadMessage
 from pipeline.settings import Common
-from tests.helpers import queue_depths, wait_until
+from tests.helpers import consumer_count, queue_depths, wait_until
 
 pytestmark = pytest.mark.broker
 
@@ -96,3 +96,24 @@ def test_confirmed_publishes_run_their_callback(running: Running, broker_url: st
     assert sorted(confirmed) == list(range(300))
     running.stop()
     assert queue_depths(broker_url)["y_true.dead"] == 300
+
+
+def test_a_paused_queue_keeps_its_messages_until_resumed(running: Running, broker_url: str) -> None:
+    wait_until(lambda: running.broker.is_ready, 30, "the broker to be ready")
+    publish(broker_url, [b"%d" % index for index in range(10)])
+    wait_until(lambda: len(running.deliveries) == 10, 30, "10 deliveries")
+    running.call(running.broker.pause, QUEUE)
+    for delivery in running.deliveries:  # deliveries taken before the pause are still ours to ack
+        running.call(running.broker.ack, delivery)
+    # a quorum queue counts a cancelled consumer until its deliveries are settled
+    wait_until(lambda: consumer_count(broker_url, QUEUE) == 0, 30, "the consumer to be cancelled")
+    publish(broker_url, [b"%d" % index for index in range(10, 15)])
+    assert queue_depths(broker_url)[QUEUE] == 5
+
+    running.call(running.broker.resume, QUEUE)
+    wait_until(lambda: len(running.deliveries) == 15, 30, "the 5 held back")
+    for delivery in running.deliveries[10:]:
+        running.call(running.broker.ack, delivery)
+    running.stop()
+    assert sorted(int(delivery.body) for delivery in running.deliveries) == list(range(15))
+    assert queue_depths(broker_url)[QUEUE] == 0

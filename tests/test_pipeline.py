@@ -18,6 +18,7 @@ from tests.helpers import (
     REPO,
     RabbitNode,
     Services,
+    consumer_count,
     csv_rows,
     drained,
     ledger_ids,
@@ -238,3 +239,17 @@ def test_an_orphaned_half_is_released_to_its_dead_letter_queue(make_services, br
     wait_until(lambda: queue_depths(broker_url)[dead_letter_queue(Y_PRED)] == 1, 30, "the orphan in y_pred.dead")
     assert "released 1 halves" in services.log("metric")
     stop_gracefully(services, "metric")
+
+
+def test_metric_pauses_a_side_whose_halves_wait_beyond_the_limit(make_services, broker_url: str, logs_dir: Path) -> None:
+    stream = Stream(make_services(broker_url, METRIC_MAX_WAITING="50", PREFETCH="20"), broker_url, logs_dir)
+    stream.start("metric", FEATURES_INTERVAL="0", FEATURES_LIMIT="300")
+    assert stream.services.wait("features", timeout=60) == 0
+    wait_until(lambda: consumer_count(broker_url, Y_TRUE) == 0, 30, "metric to stop consuming y_true")
+    assert "pausing y_true" in stream.services.log("metric")
+    # at most one unsynced batch of a prefetch window past the limit
+    assert queue_depths(broker_url)[Y_TRUE] >= 300 - 50 - 2 * 20
+
+    stream.services.start("model")
+    stream.finish(expected=300)
+    assert "consuming y_true again" in stream.services.log("metric")

@@ -89,6 +89,8 @@ class Broker:
         self._declarations = declarations(queues, settings.queue_type)
         self._prefetch = prefetch
         self._handlers: dict[str, Handler] = {}
+        self._paused: set[str] = set()
+        self._consumer_tags: dict[str, str] = {}
         self._on_ready, self._on_lost = on_ready, on_lost
         self._on_stopping, self._on_window_open = on_stopping, on_window_open
 
@@ -113,6 +115,22 @@ class Broker:
     def consume(self, queue: str, handler: Handler) -> None:
         """Call ``handler`` for each message of ``queue``; it must end in ``ack`` or ``reject``."""
         self._handlers[queue] = handler
+
+    def pause(self, queue: str) -> None:
+        """Stop taking messages from ``queue`` (those already sent to us but not handled go back to it)."""
+        self._paused.add(queue)
+        consumer_tag = self._consumer_tags.pop(queue, None)
+        if consumer_tag is not None and self._channel is not None and self._channel.is_open:
+            self._channel.basic_cancel(consumer_tag)
+
+    def resume(self, queue: str) -> None:
+        """Take messages from ``queue`` again after ``pause``."""
+        self._paused.discard(queue)
+        if self._ready and not self._stopping and queue not in self._consumer_tags:
+            self._consume(queue)
+
+    def is_paused(self, queue: str) -> bool:
+        return queue in self._paused
 
     def run(self, *, handle_signals: bool = True) -> int:
         """Connect and serve until stopped; return the process exit code."""
@@ -235,10 +253,9 @@ class Broker:
         )
 
     def _start_consuming(self) -> None:
-        generation = self._generation
-        for queue, handler in self._handlers.items():
-            if not self._stopping:
-                self._channel.basic_consume(queue, self._on_message_for(queue, handler, generation))
+        for queue in self._handlers:
+            if not self._stopping and queue not in self._paused:
+                self._consume(queue)
         self._ready = True
         self._reconnect_delay = RECONNECT_FIRST_DELAY
         LOGGER.info("ready: queues declared, consuming %s", ", ".join(self._handlers) or "nothing")
@@ -273,6 +290,7 @@ class Broker:
             return
         self._channel = None
         self._ready = False
+        self._consumer_tags.clear()
         self._generation += 1
         self._publish_seq = 0
         self._unsettled.clear()
@@ -282,6 +300,10 @@ class Broker:
         self._on_lost()
 
     # --- consuming and acking -----------------------------------------------------------------
+
+    def _consume(self, queue: str) -> None:
+        on_message = self._on_message_for(queue, self._handlers[queue], self._generation)
+        self._consumer_tags[queue] = self._channel.basic_consume(queue, on_message)
 
     def _on_message_for(self, queue: str, handler: Handler, generation: int) -> Callable[..., None]:
         def on_message(_channel: Any, method: Basic.Deliver, _properties: Any, body: bytes) -> None:

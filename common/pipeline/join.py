@@ -42,6 +42,9 @@ class Join:
     def __len__(self) -> int:
         return sum(len(halves) for halves in self._waiting.values())
 
+    def count(self, side: str) -> int:
+        return len(self._waiting[side])
+
     def holds(self, side: str, message_id: str) -> bool:
         return message_id in self._waiting[side]
 

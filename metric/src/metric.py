@@ -5,6 +5,8 @@ delivery is held for long. Rows and journal lines are written in small batches a
 made them are acked: a crash can only cause a redelivery, and the ids of recent rows (read back from the CSV at
 start) and of waiting halves (read back from the journal) turn a redelivery into an ack without a second row. A half
 still waiting after METRIC_ORPHAN_TIMEOUT seconds is an orphan: it is logged and moved to its dead-letter queue.
+When more than METRIC_MAX_WAITING halves of one side wait (a backlog of y_true while the model is down, say), metric
+stops consuming that side until its partners have caught up, so memory stays bounded however long the backlog.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ LOGGER = logging.getLogger("metric")
 
 SYNC_DELAY = 0.005  # seconds a processed delivery may wait for others before the fsync
 SYNC_DELIVERIES = 1000  # processed deliveries that force an fsync at once
+RESUME_SHARE = 0.9  # a paused side resumes once its waiting halves fall to this share of METRIC_MAX_WAITING
+SIDES = {Y_TRUE: Y_PRED, Y_PRED: Y_TRUE}  # each side and the side its partners come from
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,7 @@ class Settings:
     common: settings.Common
     prefetch: int
     orphan_timeout: float
+    max_waiting: int
 
 
 def load_settings() -> Settings:
@@ -40,6 +45,7 @@ def load_settings() -> Settings:
         common=settings.load_common(),
         prefetch=settings.env_int("PREFETCH", 500, minimum=1),
         orphan_timeout=settings.env_float("METRIC_ORPHAN_TIMEOUT", 600.0, minimum=1.0),
+        max_waiting=settings.env_int("METRIC_MAX_WAITING", 100_000, minimum=1),
     )
 
 
@@ -52,6 +58,7 @@ class Metric:
         self._journal = HalfJournal(logs / "metric_waiting.journal")
         self._join = Join()
         self._orphan_timeout = config.orphan_timeout
+        self._max_waiting = config.max_waiting
         self._orphans = 0
         self._unsafe: list[Delivery] = []  # processed, to be acked after the next sync
         self._sync_timer: object | None = None
@@ -78,6 +85,7 @@ class Metric:
         self._log.sync()
         self._journal.compact(self._join, force=True)
         LOGGER.info("%d halves waiting for their partner", len(self._join))
+        self._limit_waiting()
 
     def _on_half(self, delivery: Delivery) -> None:
         row_id, value = decode_value(delivery.body)
@@ -110,6 +118,25 @@ class Metric:
             self._broker.ack(delivery)
         self._unsafe.clear()
         self._journal.compact(self._join)
+        self._limit_waiting()
+
+    def _limit_waiting(self) -> None:
+        """Pause a side with too many waiting halves, unless the other side has too many too: its partners are there."""
+        for side, partner_side in SIDES.items():
+            waiting, partners_waiting = self._join.count(side), self._join.count(partner_side)
+            if self._broker.is_paused(side):
+                if waiting <= RESUME_SHARE * self._max_waiting or partners_waiting > self._max_waiting:
+                    LOGGER.info("%d halves of %s wait; consuming %s again", waiting, side, side)
+                    self._broker.resume(side)
+            elif waiting > self._max_waiting and partners_waiting <= self._max_waiting:
+                LOGGER.warning(
+                    "%d halves of %s wait for their partner (METRIC_MAX_WAITING %d); pausing %s until they come",
+                    waiting,
+                    side,
+                    self._max_waiting,
+                    side,
+                )
+                self._broker.pause(side)
 
     def _release_orphans(self) -> None:
         """Move halves that waited too long to their dead-letter queue; forget them once that is confirmed."""

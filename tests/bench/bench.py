@@ -2,7 +2,8 @@
 
 Every figure is the median of BENCH_REPEAT runs, with min and max. Sizes come from the environment so that CI can run
 a small version: BENCH_ROWS (drain and wire limit, default 50,000), BENCH_LATENCY_ROWS (default 2,000 at 200 rows/s),
-BENCH_PLOT_ROWS (comma-separated CSV sizes, default 1,000,000 and 10,000,000). Nothing here asserts a speed.
+BENCH_PLOT_ROWS (comma-separated CSV sizes, default 1,000,000 and 10,000,000), BENCH_BACKLOG_ROWS (rows queued for
+the memory figures, default 1,000,000). Nothing here asserts a speed.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from tests.helpers import REPO, RabbitNode, Services, delete_queues, queue_depth
 ROWS = int(os.environ.get("BENCH_ROWS") or 50_000)
 REPEAT = int(os.environ.get("BENCH_REPEAT") or 3)
 LATENCY_ROWS = int(os.environ.get("BENCH_LATENCY_ROWS") or 2_000)
+BACKLOG_ROWS = int(os.environ.get("BENCH_BACKLOG_ROWS") or 1_000_000)
 PLOT_ROWS = [int(size) for size in (os.environ.get("BENCH_PLOT_ROWS") or "1000000,10000000").split(",")]
 LATENCY_INTERVAL = 0.005  # 200 rows/s
 IDLE_SECONDS = 10.0
@@ -79,6 +81,32 @@ class Bench:
         elapsed = time.perf_counter() - started
         stop_gracefully(services, "model", "metric")
         return ROWS / elapsed
+
+    def backlog(self) -> dict[str, float]:
+        """Peak resident memory of metric and model through BACKLOG_ROWS queued rows: metric first alone (every model
+        down, so y_true halves can only wait), then with a model until every row is in the CSV."""
+        delete_queues(self.node.url)
+        logs = self.folder / "backlog"
+        services = self.services(logs)
+        services.start("features", FEATURES_INTERVAL="0", FEATURES_LIMIT=str(BACKLOG_ROWS))
+        assert services.wait("features", timeout=3600) == 0
+        figures: dict[str, float] = {}
+        metric = services.start("metric")
+
+        def metric_waits() -> bool:
+            paused = "pausing y_true" in services.log("metric")
+            return paused or (services.is_ready("metric") and queue_depths(self.node.url)["y_true"] == 0)
+
+        wait_until(metric_waits, 600, "metric to pause y_true or to take it all", poll=0.5)
+        figures["metric alone MB"] = peak_resident_mb(metric.pid)
+        counter = RowCounter(logs / "metric_log.csv")
+        started = time.perf_counter()
+        model = services.start("model")
+        wait_until(lambda: counter.count() >= BACKLOG_ROWS, 3600, f"{BACKLOG_ROWS} rows in the CSV", poll=0.5)
+        figures["drain s"] = time.perf_counter() - started
+        figures["metric MB"], figures["model MB"] = peak_resident_mb(metric.pid), peak_resident_mb(model.pid)
+        stop_gracefully(services, "model", "metric")
+        return figures
 
     def wire_limit(self) -> float:
         command = [sys.executable, str(WIRE_LIMIT), "--url", self.node.url, "-n", str(ROWS)]
@@ -177,6 +205,13 @@ def idle_cpu(services: Services, logs: Path) -> float:
     return 100 * used / (time.monotonic() - started)
 
 
+def peak_resident_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for process {pid}")
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -262,6 +297,13 @@ def run(bench: Bench) -> list[tuple[str, str]]:
     latencies = repeat(bench.latency)
     table += [(f"latency p50 at 200 rows/s ({LATENCY_ROWS:,} rows)", spread([p50 for p50, _ in latencies], "ms", 1))]
     table += [(f"latency p99 at 200 rows/s ({LATENCY_ROWS:,} rows)", spread([p99 for _, p99 in latencies], "ms", 1))]
+    memory = bench.backlog()
+    table += [
+        (f"metric, {BACKLOG_ROWS:,} rows queued, every model down: peak memory", f"{memory['metric alone MB']:.0f} MB"),
+        (f"metric and model draining {BACKLOG_ROWS:,} queued rows", f"{BACKLOG_ROWS / memory['drain s']:,.0f} rows/s"),
+        (f"metric, {BACKLOG_ROWS:,} queued rows drained: peak memory", f"{memory['metric MB']:.0f} MB"),
+        (f"model, {BACKLOG_ROWS:,} queued rows drained: peak memory", f"{memory['model MB']:.0f} MB"),
+    ]
     for rows in PLOT_ROWS:
         figures = bench.plot(rows)
         table += [
