@@ -241,7 +241,7 @@ def test_an_orphaned_half_is_released_to_its_dead_letter_queue(make_services, br
     stop_gracefully(services, "metric")
 
 
-def test_metric_pauses_a_side_whose_halves_wait_beyond_the_limit(make_services, broker_url: str, logs_dir: Path) -> None:
+def test_metric_pauses_a_side_with_too_many_waiting_halves(make_services, broker_url: str, logs_dir: Path) -> None:
     stream = Stream(make_services(broker_url, METRIC_MAX_WAITING="50", PREFETCH="20"), broker_url, logs_dir)
     stream.start("metric", FEATURES_INTERVAL="0", FEATURES_LIMIT="300")
     assert stream.services.wait("features", timeout=60) == 0
