@@ -7,20 +7,23 @@ PYTHON := $(VENV)/bin/python
 RABBITMQ_SERVER := /usr/lib/rabbitmq/bin/rabbitmq-server
 SERVICE_REQUIREMENTS := features/requirements.txt model/requirements.txt metric/requirements.txt plot/requirements.txt
 
-.PHONY: help install test e2e chaos bench lint format rabbitmq up down clean
+.PHONY: help install train pictures test e2e chaos bench lint format rabbitmq up down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
 
-install: $(VENV)/.installed model/model.joblib ## Create .venv with everything the services and tests need, and train the default model
+install: $(VENV)/.installed model/model.skops ## Create .venv with everything the services and tests need, and train the default model
 
 $(VENV)/.installed: requirements-dev.txt $(SERVICE_REQUIREMENTS) common/pyproject.toml
 	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -e common
 	touch $@
 
-model/model.joblib: $(VENV)/.installed model/src/train.py
-	$(PYTHON) model/src/train.py
+model/model.skops: $(VENV)/.installed model/src/train.py
+	DATASET_PATH= MODEL_PATH= $(PYTHON) model/src/train.py
+
+train: $(VENV)/.installed ## Train the default estimator on your CSV: make train DATASET_PATH=… TARGET_COLUMN=… MODEL_PATH=…
+	DATASET_PATH="$(DATASET_PATH)" TARGET_COLUMN="$(TARGET_COLUMN)" MODEL_PATH="$(MODEL_PATH)" $(PYTHON) model/src/train.py
 
 rabbitmq: ## Make sure Debian's rabbitmq-server is installed (the tests start private nodes of it)
 	@test -x $(RABBITMQ_SERVER) || { \
@@ -38,6 +41,9 @@ chaos: install rabbitmq ## Kill services and the broker at random during a full-
 
 bench: install rabbitmq ## Print the benchmark table (drain, wire limit, latency, plot); BENCH_* variables size it
 	$(PYTHON) -m tests.bench.bench
+
+pictures: install rabbitmq ## Regenerate docs/*.png: the services on data/wine.csv, their two pictures copied to docs/
+	$(PYTHON) -m docs.pictures
 
 e2e: install ## Build and run the shipped Compose stack and check it end to end (needs Docker; see README)
 	tests/e2e/prepare
@@ -59,4 +65,4 @@ down: ## Stop the stack (add `-v` by hand to also drop the broker's data)
 	docker compose down
 
 clean: ## Remove the virtual environment and the trained model (logs/ is left alone)
-	rm -rf $(VENV) model/model.joblib
+	rm -rf $(VENV) model/model.skops

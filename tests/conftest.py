@@ -56,7 +56,7 @@ def own_rabbit(tmp_path: Path) -> Iterator[RabbitNode]:
 
 @pytest.fixture(scope="session")
 def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("model") / "model.joblib"
+    path = tmp_path_factory.mktemp("model") / "model.skops"
     train.train(path)
     return path
 

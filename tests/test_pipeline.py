@@ -7,9 +7,9 @@ import math
 import uuid
 from pathlib import Path
 
-import joblib
 import matplotlib.image
 import pytest
+import skops.io
 from sklearn.datasets import load_diabetes
 
 from pipeline.messages import MAX_MESSAGE_BYTES, encode
@@ -37,7 +37,7 @@ def predictions_by_target(model_path: Path) -> dict[float, list[float]]:
     """For each y_true of the bundled dataset, the predictions of the rows that have it."""
     rows, targets = load_diabetes(return_X_y=True)
     predictions: dict[float, list[float]] = {}
-    for y_true, y_pred in zip(targets, joblib.load(model_path).predict(rows), strict=True):
+    for y_true, y_pred in zip(targets, skops.io.load(model_path).predict(rows), strict=True):
         predictions.setdefault(float(y_true), []).append(float(y_pred))
     return predictions
 

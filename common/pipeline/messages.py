@@ -37,7 +37,10 @@ def decode_features(raw: bytes, n_features: int) -> tuple[str, list[float]]:
     if not isinstance(body, list):
         raise BadMessage(f"body must be a list of numbers, got {type(body).__name__}")
     if len(body) != n_features:
-        raise BadMessage(f"body has {len(body)} features, the model expects {n_features}")
+        raise BadMessage(
+            f"body has {len(body)} features but the model at MODEL_PATH expects {n_features}: "
+            "features' dataset (DATASET_PATH) and the model must have the same feature columns"
+        )
     return _valid_id(message), [_finite_number(value, "body item") for value in body]
 
 

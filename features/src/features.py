@@ -1,6 +1,7 @@
-"""features: streams uniformly random rows of the diabetes dataset bundled with scikit-learn.
+"""features: streams uniformly random rows of a dataset: the CSV at DATASET_PATH, or scikit-learn's diabetes data.
 
-Each row gets a fresh UUID; its features go to queue ``features`` and its true answer to queue ``y_true``, both
+The column TARGET_COLUMN of the CSV is the true answer; the other columns, in file order, are the features. Each row
+gets a fresh UUID; its features go to queue ``features`` and its true answer to queue ``y_true``, both
 published persistently and confirmed by the broker. FEATURES_INTERVAL seconds pass between rows (0: as fast as the
 confirm window allows); after FEATURES_LIMIT rows (0: never) it waits for the last confirms and exits 0. With
 FEATURES_LEDGER set, each row is noted in that file as ``published <id> <unix time>`` before its messages go out
@@ -18,9 +19,8 @@ from dataclasses import dataclass
 from typing import TextIO
 
 import numpy as np
-from sklearn.datasets import load_diabetes
 
-from pipeline import settings
+from pipeline import dataset, settings
 from pipeline.broker import Broker
 from pipeline.messages import encode, new_id
 from pipeline.topology import FEATURES, Y_TRUE
@@ -36,6 +36,7 @@ class Settings:
     interval: float
     limit: int
     ledger_path: str
+    dataset: dataset.Dataset
 
 
 def load_settings() -> Settings:
@@ -44,15 +45,17 @@ def load_settings() -> Settings:
         interval=settings.env_float("FEATURES_INTERVAL", 1.0),
         limit=settings.env_int("FEATURES_LIMIT", 0),
         ledger_path=settings.env_str("FEATURES_LEDGER", ""),
+        dataset=dataset.from_environment(),
     )
 
 
 class Streamer:
     """Publishes one row per tick while the broker can take it."""
 
-    def __init__(self, config: Settings, rows: np.ndarray, targets: np.ndarray, ledger: TextIO | None) -> None:
+    def __init__(self, config: Settings, ledger: TextIO | None) -> None:
         self._broker = Broker(config.common, [FEATURES, Y_TRUE], on_ready=self.resume, on_window_open=self.resume)
-        self._rows, self._targets = rows, targets
+        self._dataset = config.dataset
+        self._rows, self._targets = config.dataset.rows, config.dataset.targets
         self._interval, self._limit = config.interval, config.limit
         self._ledger = ledger
         self._rng = np.random.default_rng()
@@ -60,7 +63,14 @@ class Streamer:
         self._blocked = True
 
     def run(self) -> int:
-        LOGGER.info("streaming random rows of %d, every %g s, limit %s", len(self._rows), self._interval, self._limit)
+        LOGGER.info(
+            "streaming random rows of %s (%d rows, %d features), every %g s, limit %s",
+            self._dataset.source,
+            len(self._rows),
+            self._rows.shape[1],
+            self._interval,
+            self._limit,
+        )
         return self._broker.run()
 
     def resume(self) -> None:
@@ -110,10 +120,9 @@ def main() -> int:
     except settings.SettingsError as error:
         return settings.report_bad_setting(error)
     settings.setup_logging(config.common.log_level)
-    rows, targets = load_diabetes(return_X_y=True)
     with contextlib.ExitStack() as stack:
         ledger = stack.enter_context(open(config.ledger_path, "a", buffering=1)) if config.ledger_path else None
-        return Streamer(config, rows, targets, ledger).run()
+        return Streamer(config, ledger).run()
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 import joblib
 import numpy as np
+import skops.io
 from train import DEFAULT_MODEL_PATH  # beside this file: the model the image trains at build time
 
 from pipeline.broker import Broker, Delivery
@@ -29,18 +30,31 @@ LOGGER = logging.getLogger("model")
 ACK_SEND_DELAY = 0.002  # seconds
 
 
-def load_model(path: str) -> Any:
+def load_model(path: str, trusted_types: list[str]) -> Any:
+    """A fitted estimator from a skops file (``*.skops``) or, for any other name, a joblib pickle."""
     if not Path(path).is_file():
-        raise SettingsError(
-            f"MODEL_PATH: no model file at {path} (train one with `make install` or model/src/train.py)"
-        )
+        raise SettingsError(f"MODEL_PATH: no model file at {path} (train one with `make train`)")
     try:
-        model = joblib.load(path)
+        model = load_skops(path, trusted_types) if path.endswith(".skops") else joblib.load(path)
+    except SettingsError:
+        raise
     except Exception as error:  # any unreadable file is the same user error
         raise SettingsError(f"MODEL_PATH: cannot load a model from {path}: {error}") from None
     if not (hasattr(model, "predict") and hasattr(model, "n_features_in_")):
         raise SettingsError(f"MODEL_PATH: {path} holds no fitted scikit-learn estimator but a {type(model).__name__}")
     return model
+
+
+def load_skops(path: str, trusted_types: list[str]) -> Any:
+    """Load only if every type the file needs is one skops trusts or one listed in MODEL_TRUSTED_TYPES."""
+    needed = skops.io.get_untrusted_types(file=path)
+    refused = [name for name in needed if name not in trusted_types]
+    if refused:
+        raise SettingsError(
+            f"MODEL_PATH: {path} needs types skops does not trust by default: {', '.join(refused)}; "
+            "if you trust the file, list them in MODEL_TRUSTED_TYPES"
+        )
+    return skops.io.load(path, trusted=needed or None)
 
 
 class Row(NamedTuple):
@@ -52,8 +66,8 @@ class Row(NamedTuple):
 class Predictor:
     """Collects the rows of one read from the socket into a batch and predicts them together."""
 
-    def __init__(self, common: Common, model: Any, prefetch: int) -> None:
-        self._model = model
+    def __init__(self, common: Common, model: Any, model_path: str, prefetch: int) -> None:
+        self._model, self._model_path = model, model_path
         self._n_features = int(model.n_features_in_)
         self._batch: list[Row] = []
         self._suspects: list[Row] = []
@@ -65,7 +79,13 @@ class Predictor:
         self._broker.consume(FEATURES, self._on_features)
 
     def run(self) -> int:
-        LOGGER.info("serving %s expecting %d features", type(self._model).__name__, self._n_features)
+        LOGGER.info(
+            "serving %s from %s; it expects %d features per row (others go to %s.dead)",
+            type(self._model).__name__,
+            self._model_path,
+            self._n_features,
+            FEATURES,
+        )
         return self._broker.run()
 
     def _on_features(self, delivery: Delivery) -> None:
@@ -114,11 +134,13 @@ def main() -> int:
     try:
         common = load_common()
         prefetch = env_int("PREFETCH", 500, minimum=1)
-        model = load_model(env_str("MODEL_PATH", DEFAULT_MODEL_PATH))
+        trusted_types = [name.strip() for name in env_str("MODEL_TRUSTED_TYPES", "").split(",") if name.strip()]
+        model_path = env_str("MODEL_PATH", "").strip() or DEFAULT_MODEL_PATH
+        model = load_model(model_path, trusted_types)
     except SettingsError as error:
         return report_bad_setting(error)
     setup_logging(common.log_level)
-    return Predictor(common, model, prefetch).run()
+    return Predictor(common, model, model_path, prefetch).run()
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
-"""Train the default estimator on scikit-learn's bundled diabetes dataset and save it to MODEL_PATH.
+"""Train the default estimator on a dataset and save it to MODEL_PATH, where model.py loads it.
 
-A LinearRegression has no randomness: the same scikit-learn version gives the same model every time.
+The dataset is the one features streams: DATASET_PATH and TARGET_COLUMN, or scikit-learn's diabetes data when
+DATASET_PATH is empty. A MODEL_PATH ending in `.skops` is written with skops (loading it runs no code); any other
+name gets a joblib pickle. A LinearRegression has no randomness: the same data and scikit-learn version give the same
+model every time.
 """
 
 from __future__ import annotations
@@ -10,34 +13,53 @@ import sys
 from pathlib import Path
 
 import joblib
-from sklearn.datasets import load_diabetes
+import numpy as np
+import skops.io
 from sklearn.linear_model import LinearRegression
 
+from pipeline import dataset
 from pipeline.settings import SettingsError, env_str, report_bad_setting, setup_logging
 
 LOGGER = logging.getLogger("train")
-DEFAULT_MODEL_PATH = str(Path(__file__).resolve().parents[1] / "model.joblib")
+DEFAULT_MODEL_PATH = str(Path(__file__).resolve().parents[1] / "model.skops")
 
 
-def train(model_path: Path) -> LinearRegression:
-    rows, targets = load_diabetes(return_X_y=True)
-    estimator = LinearRegression().fit(rows, targets)
-    model_path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = model_path.with_name(model_path.name + ".tmp")
-    joblib.dump(estimator, temporary)
-    temporary.replace(model_path)
+def train(model_path: Path, data: dataset.Dataset | None = None) -> LinearRegression:
+    data = data or dataset.bundled()
+    estimator = LinearRegression().fit(data.rows, data.targets)
+    save(estimator, model_path)
     return estimator
+
+
+def save(estimator: object, model_path: Path) -> None:
+    """Write beside the target and rename, so that a model service never loads half a file."""
+    model_path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = model_path.with_name(f".{model_path.name}.tmp")
+    if model_path.suffix == ".skops":
+        skops.io.dump(estimator, temporary)
+    else:
+        joblib.dump(estimator, temporary)
+    temporary.replace(model_path)
 
 
 def main() -> int:
     try:
-        model_path = Path(env_str("MODEL_PATH", DEFAULT_MODEL_PATH))
+        model_path = Path(env_str("MODEL_PATH", "").strip() or DEFAULT_MODEL_PATH)
+        data = dataset.from_environment()
     except SettingsError as error:
         return report_bad_setting(error)
     setup_logging("INFO")
-    estimator = train(model_path)
+    estimator = train(model_path, data)
+    mae = float(np.mean(np.abs(estimator.predict(data.rows) - data.targets)))
     LOGGER.info(
-        "trained %s on %d features; saved to %s", type(estimator).__name__, estimator.n_features_in_, model_path
+        "trained %s on %d rows of %s (%d features: %s); mean absolute error on them %.4g; saved to %s",
+        type(estimator).__name__,
+        len(data.rows),
+        data.source,
+        estimator.n_features_in_,
+        ", ".join(data.feature_names),
+        mae,
+        model_path,
     )
     return 0
 

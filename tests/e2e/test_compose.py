@@ -228,3 +228,28 @@ def test_5_down_and_up_append_to_the_csv_and_keep_queued_messages(stack: Stack) 
     stack.wait_for_more_rows(50)
     assert stack.csv.read_bytes().startswith(before), "the CSV was rewritten, not appended to"
     assert_csv_sound(stack)
+
+
+def test_6_the_example_dataset_and_its_model_swap_in_through_the_env_file(stack: Stack) -> None:
+    data = stack.folder / "data"
+    environment = {"DATASET_PATH": "data/wine.csv", "TARGET_COLUMN": "alcohol", "MODEL_PATH": "data/wine.skops"}
+    trained = subprocess.run(  # what `make train DATASET_PATH=data/wine.csv ...` runs, from the project folder
+        [sys.executable, str(REPO / "model" / "src" / "train.py")],
+        cwd=stack.folder,
+        env=os.environ | environment,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert trained.returncode == 0, trained.stderr
+    (stack.folder / ".env").write_text("".join(f"{name}={value}\n" for name, value in environment.items()))
+    stack.compose("up", "--detach")  # features and model are recreated with the new settings
+    wait_until(stack.healthy, 120, "every container to be healthy", poll=1)
+
+    alcohol = {float(line.split(",", 1)[0]) for line in (data / "wine.csv").read_text().splitlines()[1:]}
+    wine_rows = lambda: [row for row in assert_csv_sound(stack) if float(row[1]) in alcohol]  # noqa: E731
+    wait_until(lambda: len(wine_rows()) >= 50, 120, "50 rows of the example dataset", poll=0.5)
+    for _row_id, _y_true, y_pred, _error in wine_rows():
+        assert 8.0 < float(y_pred) < 18.0, f"{y_pred} is no prediction of an alcohol content"
+    assert is_png(stack.picture)
+    assert is_png(stack.folder / "logs" / "error_over_time.png")
