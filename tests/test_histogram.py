@@ -30,3 +30,29 @@ def test_all_zero_errors_fit_the_first_bin() -> None:
     histogram.add([0.0, 0.0])
     histogram.add([])
     assert histogram.counts.tolist() == [2, 0, 0, 0]
+
+
+def test_quantiles_are_within_a_bin_of_numpy() -> None:
+    values = np.random.default_rng(2).exponential(30.0, 20_000)
+    histogram = Histogram()
+    histogram.add(values)
+    for share in (0.5, 0.9, 0.99):
+        assert abs(histogram.quantile(share) - np.quantile(values, share)) <= histogram.width
+
+
+def test_bars_group_whole_bins_over_the_occupied_range() -> None:
+    values = np.random.default_rng(3).uniform(0.0, 100.0, 5000)
+    histogram = Histogram()
+    histogram.add(values)
+    counts, edges = histogram.bars(most=50)
+    assert 25 <= len(counts) <= 50 and len(edges) == len(counts) + 1
+    assert counts.sum() == 5000
+    assert edges[-2] <= values.max() < edges[-1]
+    assert counts.tolist() == np.histogram(values, bins=edges)[0].tolist()
+
+
+def test_an_empty_histogram_has_zero_quantiles_and_one_empty_bar() -> None:
+    histogram = Histogram()
+    assert histogram.quantile(0.9) == 0.0
+    counts, _edges = histogram.bars()
+    assert counts.tolist() == [0]

@@ -7,6 +7,7 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
+from pipeline.timeline import FIRST_BLOCK
 from tests.helpers import REPO, Services, wait_until
 
 sys.path.insert(0, str(REPO / "plot" / "src"))
@@ -24,6 +25,7 @@ def test_refresh_draws_once_for_a_missing_csv_then_only_for_new_rows(tmp_path: P
     picture, csv = tmp_path / "error_distribution.png", tmp_path / "metric_log.csv"
     assert plotter.refresh() is True
     assert is_png(picture)
+    assert plotter.refresh() is True, "the error over time takes the second refresh"
     assert plotter.refresh() is False
     csv.write_bytes(HEADER)
     assert plotter.refresh() is False
@@ -38,11 +40,51 @@ def test_refresh_draws_once_for_a_missing_csv_then_only_for_new_rows(tmp_path: P
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+def test_the_error_over_time_is_redrawn_when_a_block_of_rows_is_complete(tmp_path: Path) -> None:
+    plotter = Plotter(tmp_path)
+    over_time, csv = tmp_path / "error_over_time.png", tmp_path / "metric_log.csv"
+    csv.write_bytes(HEADER)
+    while plotter.refresh():  # both pictures of no rows
+        pass
+    assert is_png(over_time)
+    drawn = over_time.stat().st_ino
+    with csv.open("ab") as file:
+        file.write(b"".join(b"r%d,1.0,2.0,1.0\n" % index for index in range(FIRST_BLOCK - 1)))
+    assert plotter.refresh() is True
+    assert plotter.refresh() is False, "no block is complete yet"
+    assert over_time.stat().st_ino == drawn
+    with csv.open("ab") as file:
+        file.write(b"last,1.0,4.0,3.0\n")
+    assert plotter.refresh() is True, "the distribution first"
+    assert plotter.refresh() is True, "then the error over time"
+    assert plotter.refresh() is False
+    assert over_time.stat().st_ino != drawn
+    assert is_png(over_time)
+
+
+def test_both_pictures_take_turns_while_rows_keep_coming(tmp_path: Path) -> None:
+    plotter = Plotter(tmp_path)
+    distribution, over_time = tmp_path / "error_distribution.png", tmp_path / "error_over_time.png"
+    turns = []
+    with (tmp_path / "metric_log.csv").open("ab") as file:
+        file.write(HEADER)
+        for batch in range(4):  # every batch completes a block and changes the distribution
+            file.write(b"".join(b"r%d-%d,1.0,2.0,1.0\n" % (batch, row) for row in range(FIRST_BLOCK)))
+            file.flush()
+            before = {path: path.stat().st_mtime_ns if path.exists() else 0 for path in (distribution, over_time)}
+            assert plotter.refresh() is True
+            redrawn = [path.name for path in before if path.exists() and path.stat().st_mtime_ns != before[path]]
+            assert len(redrawn) == 1, redrawn
+            turns += redrawn
+    assert turns == ["error_distribution.png", "error_over_time.png"] * 2
+    assert is_png(distribution) and is_png(over_time)
+
+
 @pytest.mark.parametrize("start", [b"", HEADER, HEADER + b"a,1.0,3.0,2.0\nb,1.0,2"], ids=["empty", "header", "torn"])
 def test_the_service_keeps_a_valid_picture_of_a_growing_csv(tmp_path: Path, start: bytes) -> None:
     logs = tmp_path / "logs"
     logs.mkdir()
-    csv, picture = logs / "metric_log.csv", logs / "error_distribution.png"
+    csv, picture, over_time = logs / "metric_log.csv", logs / "error_distribution.png", logs / "error_over_time.png"
     csv.write_bytes(start)
     services = Services(tmp_path, {"LOGS_DIR": str(logs), "PLOT_INTERVAL": "0.1"})
     try:
@@ -53,6 +95,7 @@ def test_the_service_keeps_a_valid_picture_of_a_growing_csv(tmp_path: Path, star
             file.write((b"" if start else HEADER) + b"".join(b"r%d,1.0,2.0,1.0\n" % index for index in range(100)))
         wait_until(lambda: picture.stat().st_ino != first, 30, "the picture to be redrawn")
         assert is_png(picture)
+        wait_until(lambda: is_png(over_time), 30, "the error over time")
         services.signal("plot", signal.SIGTERM)
         assert services.wait("plot", timeout=10) == 0
     finally:

@@ -15,7 +15,7 @@ LOGGER = logging.getLogger(__name__)
 
 HEADER = b"id,y_true,y_pred,absolute_error\n"
 REMEMBERED_IDS = 100_000
-READ_LIMIT = 8 << 20  # bytes the plot reads from the CSV at once
+READ_LIMIT = 1 << 20  # bytes the plot reads from the CSV at once
 
 
 def format_row(message_id: str, y_true: float, y_pred: float) -> bytes:

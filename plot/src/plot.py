@@ -1,86 +1,187 @@
-"""plot: keeps error_distribution.png, a histogram of the absolute errors in metric_log.csv, up to date.
+"""plot: keeps two pictures of metric_log.csv up to date: the distribution of the absolute errors and their course.
 
-Every PLOT_INTERVAL seconds it reads only the bytes appended to the CSV since its last look (complete lines only),
-adds them to an incremental histogram, and, if there were new rows, redraws the picture into a temporary file in
-the same folder and renames it over the old one, so a reader never sees a partial PNG.
+error_distribution.png is a histogram of every absolute error so far, with the row count, MAE, RMSE, median, p90 and
+p99, markers at MAE and p90, and the time of the last update. error_over_time.png shows MAE and p90 per block of
+consecutive rows, so that drift shows; it is redrawn when a block is complete. Every PLOT_INTERVAL seconds plot reads
+only the bytes appended to the CSV since its last look (complete lines only) and adds them to running sums, a fine
+histogram and the block timeline, none of which grows with the number of rows. Then it redraws one picture that
+changed (both take turns), into a temporary file in the same folder renamed over the old one, so a reader never sees
+a partial PNG.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 from matplotlib.figure import Figure
 
 from pipeline.health import HEALTH_INTERVAL
 from pipeline.histogram import Histogram
 from pipeline.metric_log import CsvTail
 from pipeline.settings import SettingsError, env_float, load_common, report_bad_setting, setup_logging
+from pipeline.timeline import Timeline
 
 LOGGER = logging.getLogger("plot")
 
+DISTRIBUTION_PNG = "error_distribution.png"
+OVER_TIME_PNG = "error_over_time.png"
+
+
+class ErrorStats:
+    """Everything both pictures show, updated from each batch of new absolute errors."""
+
+    def __init__(self) -> None:
+        self.histogram = Histogram()
+        self.timeline = Timeline()
+        self.rows = 0
+        self._sum = self._sum_of_squares = 0.0
+
+    def add(self, errors: list[float]) -> None:
+        values = np.asarray(errors, dtype=np.float64)
+        self.rows += len(values)
+        self._sum += float(values.sum())
+        self._sum_of_squares += float(np.square(values).sum())
+        self.histogram.add(values)
+        self.timeline.add(values)
+
+    @property
+    def mae(self) -> float:
+        return self._sum / self.rows if self.rows else 0.0
+
+    @property
+    def rmse(self) -> float:
+        return math.sqrt(self._sum_of_squares / self.rows) if self.rows else 0.0
+
 
 class Picture:
-    """One figure, kept between refreshes: new bar heights and title, then saved beside the PNG and renamed over it."""
+    """One figure kept between refreshes; ``save`` writes it beside the PNG and renames it over the old one."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._figure = Figure(figsize=(8, 5), dpi=100)
-        self._figure.subplots_adjust(left=0.1, right=0.97, top=0.92, bottom=0.11)
-        self._axes = self._figure.subplots()
-        self._bars = self._axes.stairs([0.0], [0.0, 1.0], fill=True, color="tab:blue")
-        self._empty = self._axes.text(0.5, 0.5, "no rows yet", ha="center", va="center", transform=self._axes.transAxes)
-        self._axes.set_xlabel("absolute error |y_true - y_pred|")
-        self._axes.set_ylabel("rows")
-        self._axes.set_ylim(0, 1)  # an empty chart with a sensible axis; rows scale it again
-        self._axes.set_autoscaley_on(True)
+        self.figure = Figure(figsize=(8, 5), dpi=100)
+        self.figure.subplots_adjust(left=0.1, right=0.97, top=0.88, bottom=0.11)
+        self.axes = self.figure.subplots()
+        self.empty = self.axes.text(0.5, 0.5, "no rows yet", ha="center", va="center", transform=self.axes.transAxes)
 
-    def draw(self, histogram: Histogram) -> None:
-        if histogram.total:
-            self._bars.set_data(histogram.counts, histogram.edges)
-            self._axes.relim()
-            self._axes.autoscale_view()
-        self._bars.set_visible(histogram.total > 0)
-        self._empty.set_visible(histogram.total == 0)
-        self._axes.set_title(f"Distribution of absolute errors ({histogram.total:,} rows)")
+    def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_name(f".{self.path.name}.tmp")
         # low compression: encoding is most of a redraw, and the picture is replaced every few seconds
-        self._figure.savefig(temporary, format="png", pil_kwargs={"compress_level": 1})
+        self.figure.savefig(temporary, format="png", pil_kwargs={"compress_level": 1})
         os.replace(temporary, self.path)
 
 
+class DistributionPicture(Picture):
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self._bars = self.axes.stairs([0.0], [0.0, 1.0], fill=True, color="tab:blue", alpha=0.8)
+        self._mae = self.axes.axvline(0, color="tab:orange", linewidth=2, label="MAE")
+        self._p90 = self.axes.axvline(0, color="tab:red", linewidth=2, linestyle="--", label="p90")
+        self.axes.set_xlabel("absolute error |y_true - y_pred|")
+        self.axes.set_ylabel("rows")
+        self.axes.set_ylim(0, 1)  # an empty chart with a sensible axis; rows scale it again
+        self.axes.set_autoscaley_on(True)
+        self._legend = self.axes.legend(loc="upper right")
+
+    def draw(self, stats: ErrorStats, updated: str) -> None:
+        histogram = stats.histogram
+        if stats.rows:
+            counts, edges = histogram.bars()
+            self._bars.set_data(counts, edges)
+            self._mae.set_xdata([stats.mae])
+            self._p90.set_xdata([histogram.quantile(0.9)])
+            self.axes.relim()
+            self.axes.autoscale_view()
+            self.axes.set_xlim(0, edges[-1])
+        for artist in (self._bars, self._mae, self._p90, self._legend):
+            artist.set_visible(stats.rows > 0)
+        self.empty.set_visible(stats.rows == 0)
+        self.axes.set_title(
+            f"Absolute errors: {stats.rows:,} rows, updated {updated}\n"
+            f"MAE {stats.mae:.4g}   RMSE {stats.rmse:.4g}   median {histogram.quantile(0.5):.4g}   "
+            f"p90 {histogram.quantile(0.9):.4g}   p99 {histogram.quantile(0.99):.4g}",
+            fontsize=10,
+        )
+        self.save()
+
+
+class OverTimePicture(Picture):
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        (self._mae,) = self.axes.plot([], [], color="tab:orange", linewidth=1.5, label="MAE")
+        (self._p90,) = self.axes.plot([], [], color="tab:red", linewidth=1.0, linestyle="--", label="p90")
+        self.axes.set_xlabel("row of metric_log.csv (end of block)")
+        self.axes.set_ylabel("absolute error")
+        self._legend = self.axes.legend(loc="upper left")
+
+    def draw(self, stats: ErrorStats, updated: str) -> None:
+        timeline = stats.timeline
+        self._mae.set_data(timeline.ends, timeline.means)
+        self._p90.set_data(timeline.ends, timeline.p90)
+        if timeline.ends:
+            self.axes.relim()
+            self.axes.autoscale_view()
+            self.axes.set_ylim(0, 1.1 * max(*timeline.p90, *timeline.means) or 1.0)
+        self._legend.set_visible(bool(timeline.ends))
+        self.empty.set_text("no rows yet" if stats.rows == 0 else f"the first {timeline.block_size:,} rows are not in")
+        self.empty.set_visible(not timeline.ends)
+        self.axes.set_title(
+            f"Absolute error over time, per block of {timeline.block_size:,} rows\n"
+            f"rows 1 to {timeline.ends[-1] if timeline.ends else 0:,}, updated {updated}",
+            fontsize=10,
+        )
+        self.save()
+
+
 class Plotter:
-    """One refresh per interval; a redraw only when rows were added (or the CSV was replaced)."""
+    """One refresh per interval, drawing at most one picture: the distribution when rows were added, the course over
+    time when a block is complete; if both are due they take turns, so a refresh costs one draw at most."""
 
     def __init__(self, logs_dir: Path) -> None:
         self._tail = CsvTail(logs_dir / "metric_log.csv")
-        self._picture = Picture(logs_dir / "error_distribution.png")
-        self._histogram = Histogram()
-        self._drawn = False
+        self._distribution = DistributionPicture(logs_dir / DISTRIBUTION_PNG)
+        self._over_time = OverTimePicture(logs_dir / OVER_TIME_PNG)
+        self._stats = ErrorStats()
+        self._distribution_due = self._over_time_due = True
+        self._over_time_waited = False
+        self._blocks_drawn = 0  # the row that ends the last block error_over_time.png shows
 
     def refresh(self) -> bool:
-        """Read new rows; redraw if anything changed. Return whether the picture was redrawn."""
-        changed = False
+        """Read new rows and redraw a picture that is due. Return whether one was redrawn."""
         while True:
             errors, restarted = self._tail.read_new()
             if restarted:
                 LOGGER.info("%s was replaced; counting from its start", self._tail.path)
-                self._histogram = Histogram()
-            self._histogram.add(errors)
-            changed = changed or restarted or bool(errors)
+                self._stats = ErrorStats()
+                self._over_time_due = True
+            self._stats.add(errors)
+            self._distribution_due = self._distribution_due or restarted or bool(errors)
             if self._tail.caught_up:
                 break
-        if self._drawn and not changed:
+        blocks_end = self._stats.timeline.ends[-1] if self._stats.timeline.ends else 0
+        self._over_time_due = self._over_time_due or blocks_end != self._blocks_drawn
+        updated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        if self._over_time_due and (self._over_time_waited or not self._distribution_due):
+            picture = self._over_time
+            self._over_time_due = self._over_time_waited = False
+            self._blocks_drawn = blocks_end
+        elif self._distribution_due:
+            picture = self._distribution
+            self._distribution_due = False
+            self._over_time_waited = self._over_time_due
+        else:
             return False
-        self._picture.draw(self._histogram)
-        self._drawn = True
-        LOGGER.debug("redrew %s with %d rows", self._picture.path, self._histogram.total)
+        picture.draw(self._stats, updated)
+        LOGGER.debug("redrew %s with %d rows", picture.path.name, self._stats.rows)
         return True
 
 
@@ -95,7 +196,8 @@ def main() -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopped.set())
     plotter = Plotter(Path(common.logs_dir))
-    LOGGER.info("ready: refreshing %s/error_distribution.png every %g s", common.logs_dir, interval)
+    pictures = f"{DISTRIBUTION_PNG} and {OVER_TIME_PNG}"
+    LOGGER.info("ready: refreshing %s in %s every %g s", pictures, common.logs_dir, interval)
     due = time.monotonic()
     while not stopped.is_set():
         if time.monotonic() >= due:
