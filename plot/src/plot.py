@@ -22,7 +22,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from pipeline.health import HEALTH_INTERVAL
 from pipeline.histogram import Histogram
@@ -63,13 +65,20 @@ class ErrorStats:
 
 
 class Picture:
-    """One figure kept between refreshes; ``save`` writes it beside the PNG and renames it over the old one."""
+    """One figure kept between refreshes; ``save`` writes it beside the PNG and renames it over the old one.
+
+    Drawing is most of a refresh, so the figure keeps its Agg canvas (and renderer) and has few ticks and no legend:
+    lines are labelled in the title or beside them.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.figure = Figure(figsize=(8, 5), dpi=100)
-        self.figure.subplots_adjust(left=0.1, right=0.97, top=0.88, bottom=0.11)
+        FigureCanvasAgg(self.figure)
+        self.figure.subplots_adjust(left=0.12, right=0.97, top=0.88, bottom=0.11)
         self.axes = self.figure.subplots()
+        self.axes.xaxis.set_major_locator(MaxNLocator(7))
+        self.axes.yaxis.set_major_locator(MaxNLocator(6))
         self.empty = self.axes.text(0.5, 0.5, "no rows yet", ha="center", va="center", transform=self.axes.transAxes)
 
     def save(self) -> None:
@@ -84,25 +93,31 @@ class DistributionPicture(Picture):
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self._bars = self.axes.stairs([0.0], [0.0, 1.0], fill=True, color="tab:blue", alpha=0.8)
-        self._mae = self.axes.axvline(0, color="tab:orange", linewidth=2, label="MAE")
-        self._p90 = self.axes.axvline(0, color="tab:red", linewidth=2, linestyle="--", label="p90")
+        self._mae = self.axes.axvline(0, color="tab:orange", linewidth=2)
+        self._p90 = self.axes.axvline(0, color="tab:red", linewidth=2, linestyle="--")
+        beside_line = {"transform": self.axes.get_xaxis_transform(), "va": "top", "fontsize": 9}
+        self._mae_label = self.axes.text(0, 0.98, " MAE", color="tab:orange", **beside_line)
+        self._p90_label = self.axes.text(0, 0.92, " p90", color="tab:red", **beside_line)
         self.axes.set_xlabel("absolute error |y_true - y_pred|")
         self.axes.set_ylabel("rows")
         self.axes.set_ylim(0, 1)  # an empty chart with a sensible axis; rows scale it again
         self.axes.set_autoscaley_on(True)
-        self._legend = self.axes.legend(loc="upper right")
 
     def draw(self, stats: ErrorStats, updated: str) -> None:
         histogram = stats.histogram
         if stats.rows:
             counts, edges = histogram.bars()
             self._bars.set_data(counts, edges)
-            self._mae.set_xdata([stats.mae])
-            self._p90.set_xdata([histogram.quantile(0.9)])
+            for line, label, value in (
+                (self._mae, self._mae_label, stats.mae),
+                (self._p90, self._p90_label, histogram.quantile(0.9)),
+            ):
+                line.set_xdata([value])
+                label.set_x(value)
             self.axes.relim()
             self.axes.autoscale_view()
             self.axes.set_xlim(0, edges[-1])
-        for artist in (self._bars, self._mae, self._p90, self._legend):
+        for artist in (self._bars, self._mae, self._p90, self._mae_label, self._p90_label):
             artist.set_visible(stats.rows > 0)
         self.empty.set_visible(stats.rows == 0)
         self.axes.set_title(
@@ -117,11 +132,10 @@ class DistributionPicture(Picture):
 class OverTimePicture(Picture):
     def __init__(self, path: Path) -> None:
         super().__init__(path)
-        (self._mae,) = self.axes.plot([], [], color="tab:orange", linewidth=1.5, label="MAE")
-        (self._p90,) = self.axes.plot([], [], color="tab:red", linewidth=1.0, linestyle="--", label="p90")
+        (self._mae,) = self.axes.plot([], [], color="tab:orange", linewidth=1.5)
+        (self._p90,) = self.axes.plot([], [], color="tab:red", linewidth=1.0, linestyle="--")
         self.axes.set_xlabel("row of metric_log.csv (end of block)")
-        self.axes.set_ylabel("absolute error")
-        self._legend = self.axes.legend(loc="upper left")
+        self.axes.set_ylabel("absolute error: MAE (solid), p90 (dashed)")
 
     def draw(self, stats: ErrorStats, updated: str) -> None:
         timeline = stats.timeline
@@ -131,7 +145,6 @@ class OverTimePicture(Picture):
             self.axes.relim()
             self.axes.autoscale_view()
             self.axes.set_ylim(0, 1.1 * max(*timeline.p90, *timeline.means) or 1.0)
-        self._legend.set_visible(bool(timeline.ends))
         self.empty.set_text("no rows yet" if stats.rows == 0 else f"the first {timeline.block_size:,} rows are not in")
         self.empty.set_visible(not timeline.ends)
         self.axes.set_title(
