@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import joblib
 import numpy as np
 import skops.io
-from train import DEFAULT_MODEL_PATH  # beside this file: the model the image trains at build time
+from default_model import DEFAULT_MODEL_PATH  # beside this file: the model the image trains at build time
 
 from pipeline.broker import Broker, Delivery
 from pipeline.messages import decode_features, encode
