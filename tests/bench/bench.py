@@ -55,7 +55,7 @@ class Bench:
         self.folder = folder
         self.node = RabbitNode(folder / "rabbit")
         self.node.base.mkdir()
-        self.model_path = folder / "model.joblib"
+        self.model_path = folder / "model.skops"
         train.train(self.model_path)
 
     def services(self, logs: Path, **environment: str) -> Services:
@@ -169,9 +169,10 @@ def rss_mb(field):
 logs, repeat = Path(sys.argv[1]), int(sys.argv[2])
 plotter = Plotter(logs)
 started = time.perf_counter()
-plotter.refresh()
+while plotter.refresh():  # the first read, then both pictures
+    pass
 first = time.perf_counter() - started
-new_row, nothing_new = [], []
+new_row, nothing_new, block_done, over_time = [], [], [], []
 for index in range(repeat):
     with open(logs / "metric_log.csv", "ab") as file:
         file.write(b"extra%d,1.0,2.5,1.5\\n" % index)
@@ -181,10 +182,26 @@ for index in range(repeat):
     started = time.perf_counter()
     assert not plotter.refresh()
     nothing_new.append(time.perf_counter() - started)
+timeline = plotter._stats.timeline
+for index in range(repeat):  # rows that complete the open block: the distribution, then the error over time
+    missing = timeline.block_size - (timeline.rows - (timeline.ends[-1] if timeline.ends else 0))
+    with open(logs / "metric_log.csv", "ab") as file:
+        file.write(b"".join(b"block%d-%d,1.0,2.5,1.5\\n" % (index, row) for row in range(missing)))
+    drawn = timeline.ends[-1] if timeline.ends else 0
+    started = time.perf_counter()
+    assert plotter.refresh()
+    block_done.append(time.perf_counter() - started)
+    assert timeline.ends[-1] > drawn
+    started = time.perf_counter()
+    assert plotter.refresh()
+    over_time.append(time.perf_counter() - started)
 print(json.dumps({
     "first refresh s": first,
     "refresh on a new row ms": [1000 * value for value in new_row],
     "refresh with nothing new ms": [1000 * value for value in nothing_new],
+    "refresh completing a block ms": [1000 * value for value in block_done],
+    "refresh drawing the error over time ms": [1000 * value for value in over_time],
+    "block rows": timeline.block_size,
     "resident MB": rss_mb("VmRSS:"),
     "peak resident MB": rss_mb("VmHWM:"),
 }))
@@ -194,10 +211,11 @@ print(json.dumps({
 def idle_cpu(services: Services, logs: Path) -> float:
     """CPU % of the plot service over IDLE_SECONDS once it has drawn the CSV in ``logs``."""
     services.environment["LOGS_DIR"] = str(logs)
-    picture = logs / "error_distribution.png"
-    picture.unlink(missing_ok=True)
+    pictures = [logs / "error_distribution.png", logs / "error_over_time.png"]
+    for picture in pictures:
+        picture.unlink(missing_ok=True)
     process = services.start("plot")
-    wait_until(picture.exists, 600, "the first picture", poll=0.1)
+    wait_until(lambda: all(picture.exists() for picture in pictures), 600, "the first pictures", poll=0.1)
     before, started = cpu_seconds(process.pid), time.monotonic()
     time.sleep(IDLE_SECONDS)  # the measurement window itself
     used = cpu_seconds(process.pid) - before
@@ -310,6 +328,14 @@ def run(bench: Bench) -> list[tuple[str, str]]:
             (f"plot, {rows:,}-row CSV: first read and draw", f"{figures['first refresh s']:.1f} s"),
             (f"plot, {rows:,}-row CSV: refresh on a new row", spread(figures["refresh on a new row ms"], "ms", 1)),
             (f"plot, {rows:,}-row CSV: refresh, nothing new", spread(figures["refresh with nothing new ms"], "ms", 2)),
+            (
+                f"plot, {rows:,}-row CSV: refresh reading a block of {figures['block rows']:,} new rows",
+                spread(figures["refresh completing a block ms"], "ms", 1),
+            ),
+            (
+                f"plot, {rows:,}-row CSV: the next refresh (error over time)",
+                spread(figures["refresh drawing the error over time ms"], "ms", 1),
+            ),
             (
                 f"plot, {rows:,}-row CSV: resident memory",
                 f"{figures['resident MB']:.0f} MB (peak {figures['peak resident MB']:.0f} MB)",
