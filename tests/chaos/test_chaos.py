@@ -29,6 +29,7 @@ from tests.helpers import (
     csv_lines,
     drained,
     ledger_ids,
+    port_open,
     publish_raw,
     queue_depths,
     stop_gracefully,
@@ -47,6 +48,8 @@ MIN_ROWS = 20_000
 TICK = 0.05  # the driver's clock
 PICTURE_EVERY = 0.5
 POISON_AT = 10  # second of the run at which the poison row is published
+BROKER_CHECK_EVERY = 1.0  # seconds between the driver's looks at the broker's port
+BROKER_DEAF_LIMIT = 30.0  # seconds a running broker may refuse connections before the driver restarts it
 
 
 def kill_schedule(rng: random.Random) -> list[tuple[float, str]]:
@@ -87,7 +90,8 @@ class Chaos:
         self.restarts: dict[str, float] = {}  # process name -> when to start it again
         self.stopped: set[str] = set()  # stopped on purpose: not to be started again
         self.pictures = self.bad_pictures = 0
-        self._next_picture = 0.0
+        self._next_picture = self._next_broker_check = 0.0
+        self._broker_deaf_since: float | None = None
 
     def now(self) -> float:
         return time.monotonic() - self.started
@@ -138,11 +142,7 @@ class Chaos:
 
     def tend(self) -> None:
         """Start again what is due, notice crashes (the broker's too), sample the picture."""
-        if not self.node.running:
-            self.crashes["rabbitmq"] += 1
-            print(f"\nthe broker exited on its own at {self.now():.0f} s; its log ends:\n{self.node.log_tail()}")
-            self.node.stop()
-            self.node.start()
+        self.tend_broker()
         for name, process in self.services.processes.items():
             if process.poll() is not None and name not in self.restarts and name not in self.stopped:
                 self.crashes[name.split("-")[0]] += 1
@@ -158,6 +158,25 @@ class Chaos:
                 matplotlib.image.imread(self.picture)
             except (OSError, SyntaxError, ValueError):
                 self.bad_pictures += 1
+
+    def tend_broker(self) -> None:
+        """Restart a broker that exited on its own, or that has refused connections for BROKER_DEAF_LIMIT seconds."""
+        if self.now() < self._next_broker_check:
+            return
+        self._next_broker_check = self.now() + BROKER_CHECK_EVERY
+        if self.node.running and port_open(self.node.port):
+            self._broker_deaf_since = None
+            return
+        if self._broker_deaf_since is None:
+            self._broker_deaf_since = self.now()
+        if self.node.running and self.now() - self._broker_deaf_since < BROKER_DEAF_LIMIT:
+            return
+        what = f"refused connections for {BROKER_DEAF_LIMIT:g} s" if self.node.running else "exited on its own"
+        print(f"\nthe broker {what} at {self.now():.0f} s; its log ends:\n{self.node.log_tail()}")
+        self.crashes["rabbitmq"] += 1
+        self.node.kill()
+        self.node.start()
+        self._broker_deaf_since = None
 
     def drain(self) -> None:
         """Stop features for good, then wait until every confirmed row is written and the queues are empty."""
