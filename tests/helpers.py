@@ -234,7 +234,10 @@ def ledger_ids(path: Path, state: str = "confirmed") -> list[str]:
 
 
 def drained(url: str) -> bool:
-    depths = queue_depths(url)
+    return pipeline_queues_empty(queue_depths(url))
+
+
+def pipeline_queues_empty(depths: dict[str, int]) -> bool:
     return all(depths[queue] == 0 for queue in (FEATURES, Y_TRUE, Y_PRED))
 
 

@@ -55,7 +55,6 @@ class Streamer:
     def __init__(self, config: Settings, ledger: TextIO | None) -> None:
         self._broker = Broker(config.common, [FEATURES, Y_TRUE], on_ready=self.resume, on_window_open=self.resume)
         self._dataset = config.dataset
-        self._rows, self._targets = config.dataset.rows, config.dataset.targets
         self._interval, self._limit = config.interval, config.limit
         self._ledger = ledger
         self._rng = np.random.default_rng()
@@ -66,8 +65,7 @@ class Streamer:
         LOGGER.info(
             "streaming random rows of %s (%d rows, %d features), every %g s, limit %s",
             self._dataset.source,
-            len(self._rows),
-            self._rows.shape[1],
+            *self._dataset.rows.shape,
             self._interval,
             self._limit,
         )
@@ -92,14 +90,14 @@ class Streamer:
         self._broker.ioloop.call_later(self._interval, self._tick)
 
     def _publish_row(self) -> None:
-        index = int(self._rng.integers(len(self._rows)))
+        index = int(self._rng.integers(len(self._dataset.rows)))
         row_id = new_id()
         on_confirmed = None
         if self._ledger is not None:
             self._ledger.write(f"published {row_id} {time.time():.6f}\n")
             on_confirmed = self._ledger_entry(row_id)
-        self._broker.publish(FEATURES, encode(row_id, self._rows[index].tolist()), on_confirmed)
-        self._broker.publish(Y_TRUE, encode(row_id, float(self._targets[index])), on_confirmed)
+        self._broker.publish(FEATURES, encode(row_id, self._dataset.rows[index].tolist()), on_confirmed)
+        self._broker.publish(Y_TRUE, encode(row_id, float(self._dataset.targets[index])), on_confirmed)
         self._produced += 1
 
     def _ledger_entry(self, row_id: str) -> Callable[[], None]:

@@ -44,12 +44,14 @@ class ErrorStats:
     def __init__(self) -> None:
         self.histogram = Histogram()
         self.timeline = Timeline()
-        self.rows = 0
         self._sum = self._sum_of_squares = 0.0
+
+    @property
+    def rows(self) -> int:
+        return self.timeline.rows
 
     def add(self, errors: list[float]) -> None:
         values = np.asarray(errors, dtype=np.float64)
-        self.rows += len(values)
         self._sum += float(values.sum())
         self._sum_of_squares += float(np.square(values).sum())
         self.histogram.add(values)
@@ -105,12 +107,13 @@ class DistributionPicture(Picture):
 
     def draw(self, stats: ErrorStats, updated: str) -> None:
         histogram = stats.histogram
+        p90 = histogram.quantile(0.9)
         if stats.rows:
             counts, edges = histogram.bars()
             self._bars.set_data(counts, edges)
             for line, label, value in (
                 (self._mae, self._mae_label, stats.mae),
-                (self._p90, self._p90_label, histogram.quantile(0.9)),
+                (self._p90, self._p90_label, p90),
             ):
                 line.set_xdata([value])
                 label.set_x(value)
@@ -123,7 +126,7 @@ class DistributionPicture(Picture):
         self.axes.set_title(
             f"Absolute errors: {stats.rows:,} rows, updated {updated}\n"
             f"MAE {stats.mae:.4g}   RMSE {stats.rmse:.4g}   median {histogram.quantile(0.5):.4g}   "
-            f"p90 {histogram.quantile(0.9):.4g}   p99 {histogram.quantile(0.99):.4g}",
+            f"p90 {p90:.4g}   p99 {histogram.quantile(0.99):.4g}",
             fontsize=10,
         )
         self.save()

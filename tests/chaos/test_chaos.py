@@ -27,8 +27,8 @@ from tests.helpers import (
     RabbitNode,
     Services,
     csv_lines,
-    drained,
     ledger_ids,
+    pipeline_queues_empty,
     port_open,
     publish_raw,
     queue_depths,
@@ -190,7 +190,8 @@ class Chaos:
             if not confirmed <= {line.split(",", 1)[0] for line in csv_lines(self.csv)[1:]}:
                 return False
             # the poison row may still be out, crashing the replica it reaches; it settles in features.dead
-            return drained(self.node.url) and queue_depths(self.node.url)[dead_letter_queue(FEATURES)] >= 1
+            depths = queue_depths(self.node.url)
+            return pipeline_queues_empty(depths) and depths[dead_letter_queue(FEATURES)] >= 1
 
         wait_until(settled, 240, "every confirmed row, empty queues and the poison row in features.dead", poll=0.2)
         for name in ("metric", "plot", *REPLICAS):
