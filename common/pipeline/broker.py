@@ -13,8 +13,10 @@ A service gives the queues it touches, a handler per queue it consumes and, if i
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
+import socket
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -103,6 +105,7 @@ class Broker:
         self._exit_code = 0
         self._reconnect_delay = RECONNECT_FIRST_DELAY
         self._reconnect_timer: Any = None
+        self._signals: deque[int] = deque()
 
         self._publish_seq = 0
         self._unconfirmed: dict[int, Outgoing] = {}
@@ -135,8 +138,7 @@ class Broker:
     def run(self, *, handle_signals: bool = True) -> int:
         """Connect and serve until stopped; return the process exit code."""
         if handle_signals:
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(signum, self._on_signal)
+            self._listen_for_signals()
         self.ioloop.add_callback(self._connect)
         self.ioloop.call_later(HEALTH_INTERVAL, self._touch_health)
         self.ioloop.start()
@@ -193,9 +195,31 @@ class Broker:
 
     # --- connection ---------------------------------------------------------------------------
 
+    def _listen_for_signals(self) -> None:
+        """SIGTERM and SIGINT wake the loop through a socket pair of our own.
+
+        A signal handler runs between two bytecodes of the loop's own thread, possibly while that thread holds the
+        lock of ``add_callback_threadsafe``; calling it from the handler would then wait on that lock forever.
+        """
+        self._signal_receiver, self._signal_sender = socket.socketpair()
+        for end in (self._signal_receiver, self._signal_sender):
+            end.setblocking(False)
+        self.ioloop.add_handler(self._signal_receiver.fileno(), self._on_signal_wakeup, IOLoop.READ)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_signal)
+
     def _on_signal(self, signum: int, _frame: object) -> None:
-        LOGGER.info("received %s", signal.Signals(signum).name)
-        self.ioloop.add_callback_threadsafe(self.stop)
+        """Only note the signal and wake the loop: no lock, no logging here."""
+        self._signals.append(signum)
+        with contextlib.suppress(BlockingIOError):  # full of wake-ups already
+            self._signal_sender.send(b"\0")
+
+    def _on_signal_wakeup(self, _fd: int, _events: int) -> None:
+        with contextlib.suppress(BlockingIOError):
+            self._signal_receiver.recv(4096)
+        while self._signals:
+            LOGGER.info("received %s", signal.Signals(self._signals.popleft()).name)
+        self.stop()
 
     def _connect(self) -> None:
         self._reconnect_timer = None
