@@ -2,7 +2,15 @@ import json
 
 import pytest
 
-from pipeline.messages import MAX_MESSAGE_BYTES, BadMessage, decode_features, decode_value, encode, new_id
+from pipeline.messages import (
+    MAX_ID_LENGTH,
+    MAX_MESSAGE_BYTES,
+    BadMessage,
+    decode_features,
+    decode_value,
+    encode,
+    new_id,
+)
 
 
 def test_a_value_message_round_trips_and_extra_keys_are_ignored() -> None:
@@ -37,6 +45,20 @@ BAD_VALUES = {
     "a NaN body": b'{"id": "a", "body": NaN}',
     "an infinite body": b'{"id": "a", "body": -Infinity}',
     "an oversized message": b'{"id": "a", "body": 1.0, "pad": "' + b"x" * MAX_MESSAGE_BYTES + b'"}',
+    "an id too long": b'{"id": "' + b"a" * (MAX_ID_LENGTH + 1) + b'", "body": 1.0}',
+    "an id with a tab": b'{"id": "a\\tb", "body": 1.0}',
+    "an id with a lone surrogate": b'{"id": "a\\ud800", "body": 1.0}',
+    "the id 'id'": b'{"id": "id", "body": 1.0}',
+    "an integer beyond a float": b'{"id": "a", "body": 1' + b"0" * 400 + b"}",
+    "an integer of 5,000 digits": b'{"id": "a", "body": 1' + b"0" * 5000 + b"}",
+    "a float beyond a float": b'{"id": "a", "body": 1e400}',
+    "JSON nested deeper than the recursion limit": b'{"id": "a", "body": 1, "x": '
+    + b"[" * 100_000
+    + b"]" * 100_000
+    + b"}",
+    "a duplicate id": b'{"id": "a", "body": 1.0, "id": "b"}',
+    "a duplicate body": b'{"id": "a", "body": 1.0, "body": 2.0}',
+    "a duplicate key in an extra object": b'{"id": "a", "body": 1.0, "x": {"k": 1, "k": 2}}',
 }
 
 
@@ -54,6 +76,9 @@ BAD_FEATURES = {
     "a nested list": b'{"id": "a", "body": [1.0, [2.0], 3.0]}',
     "a NaN feature": b'{"id": "a", "body": [1.0, NaN, 3.0]}',
     "an infinite feature": b'{"id": "a", "body": [1.0, Infinity, 3.0]}',
+    "a boolean feature": b'{"id": "a", "body": [1.0, false, 3.0]}',
+    "a feature beyond a float": b'{"id": "a", "body": [1.0, 1' + b"0" * 400 + b", 3.0]}",
+    "features nested deeper than the recursion limit": b'{"id": "a", "body": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
 }
 
 
@@ -61,3 +86,13 @@ BAD_FEATURES = {
 def test_bad_features_messages_are_refused(raw: bytes) -> None:
     with pytest.raises(BadMessage):
         decode_features(raw, 3)
+
+
+def test_ids_of_any_printable_characters_up_to_the_limit_are_accepted() -> None:
+    for message_id in ("Id", "ids", "a,b", 'say "hi"', "ünïcødé ✓", "a b", "x" * MAX_ID_LENGTH):
+        assert decode_value(encode(message_id, 1.0)) == (message_id, 1.0)
+
+
+def test_integers_within_float_range_are_numbers_and_large_ones_round() -> None:
+    assert decode_value(b'{"id": "a", "body": 7}') == ("a", 7.0)
+    assert decode_value(b'{"id": "a", "body": 1' + b"0" * 300 + b"}") == ("a", 1e300)

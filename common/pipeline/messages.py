@@ -1,4 +1,8 @@
-"""The message contract: JSON objects {"id": "<string>", "body": ...}; extra keys are ignored."""
+"""The message contract: JSON objects {"id": "<string>", "body": ...}; extra keys are ignored.
+
+Every way a message can fail to decode raises ``BadMessage`` and nothing else: the runtime rejects it, alone, into
+its dead-letter queue. The rules are listed in the README under "The contract".
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Any
 
 MAX_MESSAGE_BYTES = 1_048_576
 MAX_ID_LENGTH = 256
+RESERVED_IDS = frozenset({"id"})  # the CSV's header starts with it: a row with that id would read like a header
 CONTENT_TYPE = "application/json"
 
 
@@ -48,13 +53,27 @@ def _decode_object(raw: bytes) -> dict[str, Any]:
     if len(raw) > MAX_MESSAGE_BYTES:
         raise BadMessage(f"message of {len(raw)} bytes exceeds {MAX_MESSAGE_BYTES}")
     try:
-        message = json.loads(raw)
-    except (UnicodeDecodeError, ValueError):
+        message = json.loads(raw, object_pairs_hook=_object_without_duplicate_keys)
+    except BadMessage:
+        raise
+    except RecursionError:
+        raise BadMessage("JSON nested too deeply") from None
+    except (UnicodeDecodeError, ValueError):  # ValueError also covers integers of more than 4,300 digits
         raise BadMessage("not valid JSON") from None
     if not isinstance(message, dict):
         raise BadMessage(f"not a JSON object but {type(message).__name__}")
     if "body" not in message:
         raise BadMessage("no body")
+    return message
+
+
+def _object_without_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Refuse {"id": "a", "id": "b"}: parsers disagree on which one counts."""
+    message = dict(pairs)
+    if len(message) != len(pairs):
+        keys = [key for key, _ in pairs]
+        duplicate = next(key for key in keys if keys.count(key) > 1)
+        raise BadMessage(f"key {duplicate[:40]!r} appears more than once")
     return message
 
 
@@ -64,13 +83,18 @@ def _valid_id(message: dict[str, Any]) -> str:
         raise BadMessage("id must be a non-empty string")
     if len(message_id) > MAX_ID_LENGTH or not message_id.isprintable():
         raise BadMessage(f"id must be printable and at most {MAX_ID_LENGTH} characters")
+    if message_id in RESERVED_IDS:
+        raise BadMessage(f"id {message_id!r} is reserved: it reads like the CSV's header")
     return message_id
 
 
 def _finite_number(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BadMessage(f"{what} must be a number, got {type(value).__name__}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise BadMessage(f"{what} is an integer of {len(str(value))} digits, beyond a float's range") from None
     if not math.isfinite(number):
         raise BadMessage(f"{what} must be finite, got {value!r}")
     return number
