@@ -1,15 +1,12 @@
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
-from tests.helpers import REPO, RabbitNode, Services, delete_queues
-
-sys.path.insert(0, str(REPO / "model" / "src"))
 import train
+
+from tests.helpers import RabbitNode, Services, Stream, delete_queues
 
 
 @pytest.hookimpl(wrapper=True)
@@ -93,3 +90,9 @@ def make_services(
         if test_failed():
             for name in services.processes:
                 print(f"----- {name} -----\n{services.log(name)[-4000:]}")
+
+
+@pytest.fixture
+def stream(make_services: Callable[..., Services], broker_url: str, logs_dir: Path) -> Stream:
+    """features (with a ledger), model and metric on the shared node, not started yet."""
+    return Stream(make_services(broker_url), broker_url, logs_dir)

@@ -255,3 +255,48 @@ def publish_raw(url: str, messages: list[tuple[str, bytes]]) -> None:
     for queue, body in messages:
         channel.basic_publish("", queue, body, pika.BasicProperties(delivery_mode=2))
     connection.close()
+
+
+class Stream:
+    """features (with a ledger of confirmed ids), model and metric on one broker, and the checks that end a test."""
+
+    def __init__(self, services: Services, url: str, logs_dir: Path) -> None:
+        self.services, self.url = services, url
+        self.csv = logs_dir / "metric_log.csv"
+        self.ledger = logs_dir.parent / "ledger"
+
+    def start(self, *consumers: str, **features_environment: str) -> None:
+        for name in consumers or ("metric", "model"):
+            self.services.start(name)
+        self.services.start("features", FEATURES_LEDGER=str(self.ledger), **features_environment)
+
+    def rows(self) -> int:
+        return row_count(self.csv)
+
+    def wait_for_rows(self, rows: int, timeout: float = 60) -> None:
+        wait_until(lambda: self.rows() >= rows, timeout, f"{rows} rows")
+
+    def finish(self, expected: int | None = None) -> list[list[str]]:
+        """Let features end (if limited), metric and model drain the queues and stop; check every row."""
+        if expected is not None:
+            assert self.services.wait("features", timeout=120) == 0
+        produced = expected if expected is not None else len(ledger_ids(self.ledger))
+        self.wait_for_rows(produced, timeout=90)
+        ready = lambda: self.services.is_ready("metric") and self.services.is_ready("model")  # noqa: E731
+        wait_until(ready, 60, "metric and model to be ready")
+        wait_until(lambda: drained(self.url), 30, "the queues to drain")
+        stop_gracefully(self.services, "metric", "model")
+        assert drained(self.url)
+        return self.assert_exactly_once(produced)
+
+    def assert_exactly_once(self, produced: int) -> list[list[str]]:
+        """One row per confirmed id: none lost, none duplicated, none of an id never published."""
+        rows = csv_rows(self.csv)
+        ids = [row[0] for row in rows]
+        confirmed = ledger_ids(self.ledger)
+        assert len(set(ids)) == len(ids), f"{len(ids) - len(set(ids))} duplicated rows"
+        assert len(confirmed) == produced
+        assert set(confirmed) <= set(ids), f"{len(set(confirmed) - set(ids))} confirmed ids have no row"
+        unexpected = set(ids) - set(ledger_ids(self.ledger, "published"))
+        assert not unexpected, f"{len(unexpected)} rows of ids never published"
+        return rows

@@ -31,6 +31,9 @@ class Running:
     def _on_message(self, delivery: Delivery) -> None:
         if delivery.body == b"bad":
             raise BadMessage("a test's bad message")
+        if delivery.body == b"bug":
+            self.deliveries.append(delivery)  # half done, as a real fault leaves things
+            raise RuntimeError("a fault of the handler's own")
         self.deliveries.append(delivery)
 
     def call(self, function, *args) -> None:
@@ -117,3 +120,35 @@ def test_a_paused_queue_keeps_its_messages_until_resumed(running: Running, broke
     running.stop()
     assert sorted(int(delivery.body) for delivery in running.deliveries) == list(range(15))
     assert queue_depths(broker_url)[QUEUE] == 0
+
+
+def test_settling_a_delivery_twice_changes_nothing(running: Running, broker_url: str) -> None:
+    wait_until(lambda: running.broker.is_ready, 30, "the broker to be ready")
+    publish(broker_url, [b"%d" % index for index in range(6)])
+    wait_until(lambda: len(running.deliveries) == 6, 30, "6 deliveries")
+    first, second, third, fourth, fifth, sixth = running.deliveries
+    for delivery in (first, first, second, third, first, second):  # acked twice, once after a flush
+        running.call(running.broker.ack, delivery)
+    running.call(running.broker.reject, fourth)
+    running.call(running.broker.ack, fourth)  # reject, then ack: the reject stands
+    running.call(running.broker.ack, fifth)
+    running.call(running.broker.reject, fifth)  # ack, then reject: the ack stands
+    running.call(running.broker.reject, sixth)
+    running.call(running.broker.reject, sixth)
+    running.stop()
+    assert running.broker.connections_lost == 0, "a second ack of a tag would have closed the channel (406)"
+    depths = queue_depths(broker_url)
+    assert (depths[QUEUE], depths["y_true.dead"]) == (0, 2)
+
+
+def test_an_unexpected_error_in_a_handler_rejects_that_message_alone(running: Running, broker_url: str) -> None:
+    wait_until(lambda: running.broker.is_ready, 30, "the broker to be ready")
+    publish(broker_url, [b"1", b"bug", b"2", b"bug", b"3"])
+    wait_until(lambda: len(running.deliveries) == 5, 30, "5 deliveries")
+    for delivery in running.deliveries:  # the handler's own later ack of a rejected message is ignored
+        running.call(running.broker.ack, delivery)
+    running.stop()
+    assert running.broker.connections_lost == 0
+    assert running.broker.rejected[QUEUE] == 2
+    depths = queue_depths(broker_url)
+    assert (depths[QUEUE], depths["y_true.dead"]) == (0, 2)

@@ -59,7 +59,7 @@ def test_the_journal_is_rewritten_with_the_waiting_halves_once_mostly_obsolete(t
             join.add(Half(Y_PRED, f"id{index}", 2.0, 0.0))
     journal.sync()
     size = path.stat().st_size
-    journal.compact(join)
+    journal.compact(join.waiting())
     assert path.stat().st_size < size
     journal.close()
     assert HalfJournal(path).open() == [Half(Y_TRUE, "id0", 1.0, 0.0)]

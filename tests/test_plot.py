@@ -1,17 +1,16 @@
 """The plot reads a growing CSV and keeps a valid PNG; it redraws only when rows were added."""
 
 import signal
-import sys
 from pathlib import Path
 
 import matplotlib.image
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pipeline.timeline import FIRST_BLOCK
-from tests.helpers import REPO, Services, wait_until
-
-sys.path.insert(0, str(REPO / "plot" / "src"))
 from plot import Plotter
+from tests.helpers import Services, wait_until
 
 HEADER = b"id,y_true,y_pred,absolute_error\n"
 
@@ -100,3 +99,66 @@ def test_the_service_keeps_a_valid_picture_of_a_growing_csv(tmp_path: Path, star
         assert services.wait("plot", timeout=10) == 0
     finally:
         services.stop_all()
+
+
+HOSTILE_LINES = [
+    b"a,1.0,2.0,inf",
+    b"b,1.0,2.0,nan",
+    b"c,1.0,2.0,-1.0",
+    b"d,1e308,-1e308,1e308",
+    b"e,1e308,-1e308,1.7976931348623157e308",
+    b"f,,,",
+    b",,,,,,,,",
+    b"\xff\xfe\x00,1,2,3\x00",
+    b"g,1,2," + b"9" * 5000,
+    b"h,1,2,1.0\r",
+    b"",
+    b"i;1;2;3",
+    b"x" * 100_000,
+]
+
+
+def test_plot_skips_and_counts_lines_it_cannot_use_and_keeps_drawing(tmp_path: Path) -> None:
+    csv = tmp_path / "metric_log.csv"
+    csv.write_bytes(HEADER + b"ok,1.0,2.0,1.0\n" + b"\n".join(HOSTILE_LINES) + b"\n")
+    plotter = Plotter(tmp_path)
+    while plotter.refresh():
+        pass
+    assert plotter._stats.rows == 4, "the good row, d, e and h (a float despite its \\r)"
+    assert plotter._tail.skipped == len(HOSTILE_LINES) - 3
+    assert is_png(tmp_path / "error_distribution.png") and is_png(tmp_path / "error_over_time.png")
+    with csv.open("ab") as file:
+        file.write(b"later,1.0,1.5,0.5\n")
+    assert plotter.refresh() is True
+    assert plotter._stats.rows == 5
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=400))
+def test_plot_survives_any_bytes_in_the_csv(tmp_path: Path, content: bytes) -> None:
+    folder = tmp_path / str(abs(hash(content)))
+    folder.mkdir(exist_ok=True)
+    (folder / "metric_log.csv").write_bytes(content)
+    plotter = Plotter(folder)
+    for _ in range(3):
+        plotter.refresh()
+    assert is_png(folder / "error_distribution.png")
+
+
+def test_the_distribution_counts_rows_in_whole_numbers(tmp_path: Path) -> None:
+    (tmp_path / "metric_log.csv").write_bytes(HEADER + b"a,1,2,1.0\nb,1,3,2.0\n")
+    plotter = Plotter(tmp_path)
+    plotter.refresh()
+    ticks = plotter._distribution.axes.get_yticks()
+    assert len(ticks) >= 2 and all(tick == int(tick) for tick in ticks)
+
+
+def test_the_error_over_time_says_how_many_rows_it_waits_for(tmp_path: Path) -> None:
+    (tmp_path / "metric_log.csv").write_bytes(HEADER + b"".join(b"r%d,1,2,1.0\n" % i for i in range(23)))
+    plotter = Plotter(tmp_path)
+    plotter.refresh()
+    plotter.refresh()
+    picture = plotter._over_time
+    assert picture.empty.get_visible()
+    assert picture.empty.get_text() == f"waiting for the first {FIRST_BLOCK} rows: 23 so far"
+    assert "rows 1 to 0" not in picture.axes.get_title()

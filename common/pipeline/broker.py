@@ -8,16 +8,21 @@ A service gives the queues it touches, a handler per queue it consumes and, if i
 - deliveries are acked only when the service says their effect is safe, with ``multiple=True`` only over a run
   of settled tags; bad messages are rejected (no requeue) into the queue's dead-letter queue;
 - the broker may be down at start or vanish at any time: the service reconnects with capped backoff;
+- a handler that raises while handling one message costs that message alone: a ``BadMessage`` is rejected into the
+  dead-letter queue with its reason, any other exception too, logged as a fault of ours; the connection stays;
 - SIGTERM and SIGINT stop consuming, let in-flight work finish for a few seconds, close and return 0.
+
+The bookkeeping lives beside it: ``PublishWindow`` (unconfirmed and unsent messages) and ``AckLedger`` (settled runs).
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
 import signal
 import socket
-from collections import deque
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +32,10 @@ import pika
 from pika.adapters.select_connection import IOLoop
 from pika.spec import Basic
 
+from pipeline.acks import AckLedger
 from pipeline.health import HEALTH_INTERVAL
 from pipeline.messages import CONTENT_TYPE, BadMessage
+from pipeline.publish_window import Outgoing, PublishWindow
 from pipeline.settings import Common
 from pipeline.topology import dead_letter_queue, declarations
 
@@ -40,6 +47,13 @@ CONFIRM_WINDOW = 2000
 STOP_TIMEOUT = 5.0
 PRECONDITION_FAILED = 406
 PERSISTENT = pika.BasicProperties(delivery_mode=2, content_type=CONTENT_TYPE)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class State(enum.Enum):
+    RUNNING = "running"
+    STOPPING = "stopping"  # close once in-flight work is confirmed, or after STOP_TIMEOUT
+    DRAINING = "draining"  # close once every message is confirmed, however long it takes
 
 
 @dataclass(slots=True)
@@ -53,16 +67,6 @@ class Delivery:
     redelivered: bool = False
 
 
-@dataclass(slots=True)
-class Outgoing:
-    """A message to publish. ``resend``: publish again after a reconnect (False when a redelivery recreates it)."""
-
-    queue: str
-    body: bytes
-    on_confirmed: Callable[[], None] | None
-    resend: bool
-
-
 Handler = Callable[[Delivery], None]
 Hook = Callable[[], None]
 
@@ -71,20 +75,14 @@ def _nothing() -> None:
     return None
 
 
+def _only_wake_up(_signum: int, _frame: object) -> None:
+    """The wake-up fd already carries the signal to the loop; nothing may happen here (no lock, no logging)."""
+
+
 class Broker:
     """Connection, channel and the bookkeeping of confirms and acks for one service."""
 
-    def __init__(
-        self,
-        settings: Common,
-        queues: list[str],
-        *,
-        prefetch: int = 0,
-        on_ready: Hook = _nothing,
-        on_lost: Hook = _nothing,
-        on_stopping: Hook = _nothing,
-        on_window_open: Hook = _nothing,
-    ) -> None:
+    def __init__(self, settings: Common, queues: list[str], *, prefetch: int = 0) -> None:
         self.ioloop = IOLoop()
         self._settings = settings
         self._parameters = pika.URLParameters(settings.amqp_url)
@@ -93,27 +91,41 @@ class Broker:
         self._handlers: dict[str, Handler] = {}
         self._paused: set[str] = set()
         self._consumer_tags: dict[str, str] = {}
-        self._on_ready, self._on_lost = on_ready, on_lost
-        self._on_stopping, self._on_window_open = on_stopping, on_window_open
+        self._on_ready: Hook = _nothing
+        self._on_lost: Hook = _nothing
+        self._on_stopping: Hook = _nothing
+        self._on_window_open: Hook = _nothing
 
         self._connection: pika.SelectConnection | None = None
         self._channel: Any = None
         self._generation = 0
         self._ready = False
-        self._stopping = False
-        self._drain_forever = False
+        self._state = State.RUNNING
         self._exit_code = 0
         self._reconnect_delay = RECONNECT_FIRST_DELAY
         self._reconnect_timer: Any = None
-        self._signals: deque[int] = deque()
 
-        self._publish_seq = 0
-        self._unconfirmed: dict[int, Outgoing] = {}
-        self._unsent: deque[Outgoing] = deque()
-        self._unsettled: dict[int, bool] = {}
+        self.rejected: Counter[str] = Counter()  # messages rejected into dead-letter queues, by queue
+        self.connections_lost = 0
+        self._window = PublishWindow(CONFIRM_WINDOW)
+        self._acks = AckLedger()
         self._ack_scheduled = False
 
     # --- what services call -------------------------------------------------------------------
+
+    def add_hooks(
+        self,
+        *,
+        on_ready: Hook | None = None,
+        on_lost: Hook | None = None,
+        on_stopping: Hook | None = None,
+        on_window_open: Hook | None = None,
+    ) -> None:
+        """Set what to call when ready, when the channel is lost, when stopping, and when the window has room."""
+        self._on_ready = on_ready or self._on_ready
+        self._on_lost = on_lost or self._on_lost
+        self._on_stopping = on_stopping or self._on_stopping
+        self._on_window_open = on_window_open or self._on_window_open
 
     def consume(self, queue: str, handler: Handler) -> None:
         """Call ``handler`` for each message of ``queue``; it must end in ``ack`` or ``reject``."""
@@ -129,7 +141,7 @@ class Broker:
     def resume(self, queue: str) -> None:
         """Take messages from ``queue`` again after ``pause``."""
         self._paused.discard(queue)
-        if self._ready and not self._stopping and queue not in self._consumer_tags:
+        if self._ready and self._state is State.RUNNING and queue not in self._consumer_tags:
             self._consume(queue)
 
     def is_paused(self, queue: str) -> bool:
@@ -148,9 +160,20 @@ class Broker:
     def is_ready(self) -> bool:
         return self._ready
 
+    def call_later(self, delay: float, callback: Hook) -> object:
+        """Run ``callback`` on the loop after ``delay`` seconds; returns a timer for ``cancel_timer``."""
+        return self.ioloop.call_later(delay, callback)
+
+    def call_soon(self, callback: Hook) -> None:
+        """Run ``callback`` on the loop once the current callbacks are done."""
+        self.ioloop.add_callback(callback)
+
+    def cancel_timer(self, timer: object) -> None:
+        self.ioloop.remove_timeout(timer)
+
     def can_publish(self) -> bool:
         """True while connected and the window of unconfirmed messages has room."""
-        return self._ready and not self._stopping and len(self._unconfirmed) + len(self._unsent) < CONFIRM_WINDOW
+        return self._ready and self._state is State.RUNNING and self._window.has_room()
 
     def publish(self, queue: str, body: bytes, on_confirmed: Hook | None = None, *, resend: bool = True) -> None:
         """Publish persistently; ``on_confirmed`` runs once the broker has confirmed the message."""
@@ -158,37 +181,37 @@ class Broker:
         if self._ready and self._channel.is_open:
             self._send(message)
         elif resend:
-            self._unsent.append(message)
+            self._window.wait(message)
 
     def ack(self, delivery: Delivery) -> None:
-        """Mark a delivery done; acks go out at the end of this loop iteration."""
+        """Mark a delivery done; acks go out at the end of this loop iteration. Settling twice changes nothing."""
         if delivery.generation != self._generation:
             return  # its channel is gone and the broker will deliver it again
-        self._unsettled[delivery.tag] = True
-        if not self._ack_scheduled:
+        if self._acks.ack(delivery.tag) and not self._ack_scheduled:
             self._ack_scheduled = True
             self.ioloop.add_callback(self._flush_acks)
 
     def reject(self, delivery: Delivery) -> None:
-        """Send a delivery to its dead-letter queue."""
+        """Send a delivery to its dead-letter queue, unless it was settled already."""
         if delivery.generation != self._generation:
             return
-        del self._unsettled[delivery.tag]
-        self._channel.basic_reject(delivery.tag, requeue=False)
+        if self._acks.reject(delivery.tag):
+            self._channel.basic_reject(delivery.tag, requeue=False)
+            self.rejected[delivery.queue] += 1
 
     def stop(self, *, drain_forever: bool = False) -> None:
         """Stop consuming and close once in-flight work is confirmed: within STOP_TIMEOUT, or, draining, whenever.
 
         A plain stop (a signal) during a drain ends the drain after STOP_TIMEOUT.
         """
-        if self._stopping and (drain_forever or not self._drain_forever):
+        if self._state is not State.RUNNING and (drain_forever or self._state is State.STOPPING):
             return
-        if not self._stopping:
+        first = self._state is State.RUNNING
+        self._state = State.DRAINING if drain_forever else State.STOPPING
+        if first:
             LOGGER.info("stopping")
-            self._stopping = True
             self._cancel_consumers()
             self._on_stopping()
-        self._drain_forever = drain_forever
         if not drain_forever:
             self.ioloop.call_later(STOP_TIMEOUT, self._close)
         self._close_when_idle()
@@ -196,30 +219,27 @@ class Broker:
     # --- connection ---------------------------------------------------------------------------
 
     def _listen_for_signals(self) -> None:
-        """SIGTERM and SIGINT wake the loop through a socket pair of our own.
+        """SIGTERM and SIGINT reach the loop as bytes on a socket pair, written by Python's C-level handler.
 
-        A signal handler runs between two bytecodes of the loop's own thread, possibly while that thread holds the
-        lock of ``add_callback_threadsafe``; calling it from the handler would then wait on that lock forever.
+        A Python signal handler runs between two bytecodes of the loop's own thread, possibly while that thread holds
+        the lock of ``add_callback_threadsafe``; calling it from the handler would wait on that lock forever.
         """
         self._signal_receiver, self._signal_sender = socket.socketpair()
         for end in (self._signal_receiver, self._signal_sender):
             end.setblocking(False)
+        signal.set_wakeup_fd(self._signal_sender.fileno(), warn_on_full_buffer=False)
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, _only_wake_up)
         self.ioloop.add_handler(self._signal_receiver.fileno(), self._on_signal_wakeup, IOLoop.READ)
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, self._on_signal)
-
-    def _on_signal(self, signum: int, _frame: object) -> None:
-        """Only note the signal and wake the loop: no lock, no logging here."""
-        self._signals.append(signum)
-        with contextlib.suppress(BlockingIOError):  # full of wake-ups already
-            self._signal_sender.send(b"\0")
 
     def _on_signal_wakeup(self, _fd: int, _events: int) -> None:
+        received = b""
         with contextlib.suppress(BlockingIOError):
-            self._signal_receiver.recv(4096)
-        while self._signals:
-            LOGGER.info("received %s", signal.Signals(self._signals.popleft()).name)
-        self.stop()
+            received = self._signal_receiver.recv(4096)
+        for signum in dict.fromkeys(received):
+            if signum in STOP_SIGNALS:
+                LOGGER.info("received %s", signal.Signals(signum).name)
+                self.stop()
 
     def _connect(self) -> None:
         self._reconnect_timer = None
@@ -245,15 +265,16 @@ class Broker:
     def _on_connection_closed(self, _connection: pika.SelectConnection, reason: BaseException) -> None:
         self._connection = None
         self._forget_channel()
-        if self._stopping and not self._must_drain():
+        if self._state is not State.RUNNING and not self._must_drain():
             LOGGER.info("connection closed")
             self.ioloop.stop()
             return
+        self.connections_lost += 1
         LOGGER.warning("connection lost (%s); reconnecting in %.1f s", reason, self._reconnect_delay)
         self._schedule_reconnect()
 
     def _schedule_reconnect(self) -> None:
-        if self._stopping and not self._must_drain():
+        if self._state is not State.RUNNING and not self._must_drain():
             self.ioloop.stop()
             return
         self._reconnect_timer = self.ioloop.call_later(self._reconnect_delay, self._connect)
@@ -278,14 +299,14 @@ class Broker:
 
     def _start_consuming(self) -> None:
         for queue in self._handlers:
-            if not self._stopping and queue not in self._paused:
+            if self._state is State.RUNNING and queue not in self._paused:
                 self._consume(queue)
         self._ready = True
         self._reconnect_delay = RECONNECT_FIRST_DELAY
         LOGGER.info("ready: queues declared, consuming %s", ", ".join(self._handlers) or "nothing")
         self._touch_health(reschedule=False)
-        while self._unsent and self._ready:
-            self._send(self._unsent.popleft())
+        while self._ready and (message := self._window.next_unsent()) is not None:
+            self._send(message)
         self._on_ready()
 
     def _on_channel_closed(self, _channel: Any, reason: BaseException) -> None:
@@ -296,8 +317,8 @@ class Broker:
                 getattr(reason, "reply_text", reason),
             )
             self._exit_code = 2
-            self._stopping = True
-        elif not self._stopping:
+            self._state = State.STOPPING
+        elif self._state is State.RUNNING:
             LOGGER.warning("channel closed (%s)", reason)
         self._forget_channel()
         if self._connection is not None and self._connection.is_open:
@@ -316,11 +337,8 @@ class Broker:
         self._ready = False
         self._consumer_tags.clear()
         self._generation += 1
-        self._publish_seq = 0
-        self._unsettled.clear()
-        resent = [message for message in self._unconfirmed.values() if message.resend]
-        self._unsent.extendleft(reversed(resent))
-        self._unconfirmed.clear()
+        self._acks.clear()
+        self._window.channel_lost()
         self._on_lost()
 
     # --- consuming and acking -----------------------------------------------------------------
@@ -332,11 +350,21 @@ class Broker:
     def _on_message_for(self, queue: str, handler: Handler, generation: int) -> Callable[..., None]:
         def on_message(_channel: Any, method: Basic.Deliver, _properties: Any, body: bytes) -> None:
             delivery = Delivery(queue, body, method.delivery_tag, generation, method.redelivered)
-            self._unsettled[delivery.tag] = False
+            self._acks.received(delivery.tag)
             try:
                 handler(delivery)
             except BadMessage as error:
                 LOGGER.warning("rejected a message of %s into %s: %s", queue, dead_letter_queue(queue), error)
+                self.reject(delivery)
+            except Exception as error:  # a fault of ours with this one message: it must not take others with it
+                LOGGER.error(
+                    "rejected a message of %s into %s after an unexpected %s: %s",
+                    queue,
+                    dead_letter_queue(queue),
+                    type(error).__name__,
+                    error,
+                )
+                LOGGER.debug("the unexpected error in full", exc_info=True)
                 self.reject(delivery)
 
         return on_message
@@ -346,17 +374,10 @@ class Broker:
         self._ack_scheduled = False
         if self._channel is None or not self._channel.is_open:
             return
-        last_in_run = None
-        while self._unsettled:
-            tag, settled = next(iter(self._unsettled.items()))
-            if not settled:
-                break
-            del self._unsettled[tag]
-            last_in_run = tag
-        if last_in_run is not None:
-            self._channel.basic_ack(last_in_run, multiple=True)
-        for tag in [tag for tag, settled in self._unsettled.items() if settled]:
-            del self._unsettled[tag]
+        acks = self._acks.take_acks()
+        if acks.through is not None:
+            self._channel.basic_ack(acks.through, multiple=True)
+        for tag in acks.singles:
             self._channel.basic_ack(tag)
 
     def _cancel_consumers(self) -> None:
@@ -368,12 +389,11 @@ class Broker:
 
     def _send(self, message: Outgoing) -> None:
         self._channel.basic_publish("", message.queue, message.body, PERSISTENT)
-        self._publish_seq += 1
-        self._unconfirmed[self._publish_seq] = message
+        self._window.sent(message)
 
     def _on_confirm(self, frame: Any) -> None:
         method = frame.method
-        confirmed = self._pop_confirmed(method.delivery_tag, method.multiple)
+        confirmed = self._window.confirmed(method.delivery_tag, method.multiple)
         if isinstance(method, Basic.Nack):
             LOGGER.warning("broker nacked %d message(s); publishing them again", len(confirmed))
             for message in confirmed:
@@ -382,31 +402,19 @@ class Broker:
             for message in confirmed:
                 if message.on_confirmed is not None:
                     message.on_confirmed()
-        if self._stopping:
+        if self._state is not State.RUNNING:
             self._close_when_idle()
         elif self.can_publish():
             self._on_window_open()
-
-    def _pop_confirmed(self, tag: int, multiple: bool) -> list[Outgoing]:
-        if not multiple:
-            message = self._unconfirmed.pop(tag, None)
-            return [] if message is None else [message]
-        confirmed = []
-        while self._unconfirmed:
-            seq = next(iter(self._unconfirmed))
-            if seq > tag:
-                break
-            confirmed.append(self._unconfirmed.pop(seq))
-        return confirmed
 
     # --- shutdown and health ------------------------------------------------------------------
 
     def _must_drain(self) -> bool:
         """While stopping for good (a producer's limit reached), unconfirmed messages still hold the exit."""
-        return self._drain_forever and bool(self._unconfirmed or self._unsent)
+        return self._state is State.DRAINING and len(self._window) > 0
 
     def _close_when_idle(self) -> None:
-        if not (self._unconfirmed or self._unsent) or (self._connection is None and not self._drain_forever):
+        if len(self._window) == 0 or (self._connection is None and self._state is not State.DRAINING):
             self._close()
 
     def _close(self) -> None:

@@ -28,9 +28,16 @@ class Half:
 
 @dataclass(slots=True)
 class Pair:
+    """Both halves of a row; ``partner`` is the half that was waiting."""
+
     message_id: str
     y_true: float
     y_pred: float
+    partner: Half
+
+    @property
+    def absolute_error(self) -> float:
+        return abs(self.y_true - self.y_pred)
 
 
 class Join:
@@ -56,7 +63,7 @@ class Join:
             self._waiting[half.side][half.message_id] = half
             return None
         y_true, y_pred = (half, partner) if half.side == Y_TRUE else (partner, half)
-        return Pair(half.message_id, y_true.value, y_pred.value)
+        return Pair(half.message_id, y_true.value, y_pred.value, partner)
 
     def waiting(self) -> list[Half]:
         return [half for halves in self._waiting.values() for half in halves.values()]
@@ -101,16 +108,13 @@ class HalfJournal:
     def sync(self) -> None:
         self._file.sync()
 
-    def compact(self, join: Join, force: bool = False) -> None:
-        """Rewrite the journal with only the halves still waiting in ``join``, once most lines are obsolete.
-
-        Waiting for at least as many obsolete lines as live ones keeps the rewriting linear in the lines appended.
-        """
-        obsolete = self._lines - len(join)
-        if force or obsolete >= max(COMPACT_AFTER, len(join)):
-            waiting = join.waiting()
-            self._file.replace_lines([format_half(half) for half in waiting])
-            self._lines = len(waiting)
+    def compact(self, live: list[Half], force: bool = False) -> None:
+        """Rewrite the journal with only the ``live`` halves (still waiting, or being released), once most lines are
+        obsolete. Waiting for at least as many obsolete lines as live ones keeps the rewriting linear."""
+        obsolete = self._lines - len(live)
+        if force or obsolete >= max(COMPACT_AFTER, len(live)):
+            self._file.replace_lines([format_half(half) for half in live])
+            self._lines = len(live)
 
     def close(self) -> None:
         self._file.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import math
 import os
 from collections import OrderedDict
 from pathlib import Path
@@ -67,12 +68,14 @@ class MetricLog:
 class CsvTail:
     """Reads the absolute errors of rows appended since the last call, at most ``READ_LIMIT`` bytes a call.
 
-    Only complete lines count; ``caught_up`` tells whether the last call reached the end of the file.
+    Only complete lines count; ``caught_up`` tells whether the last call reached the end of the file. A line that is
+    no row with a finite absolute error >= 0 (the header included) is skipped and counted in ``skipped``.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.caught_up = True
+        self.skipped = 0
         self._offset = 0
         self._inode: int | None = None
 
@@ -94,16 +97,26 @@ class CsvTail:
         complete = data[: data.rfind(b"\n") + 1]
         if not complete and len(data) == limit:
             complete = data  # a "line" longer than the limit is no row of ours: skip it rather than stall
+        from_start = self._offset == 0 and complete.startswith(HEADER)
+        rows = complete[len(HEADER) :] if from_start else complete
         self._offset += len(complete)
         self.caught_up = self._offset + len(data) - len(complete) >= stat.st_size
-        return _absolute_errors(complete), restarted
+        errors, skipped = _absolute_errors(rows)
+        self.skipped += skipped
+        return errors, restarted
 
 
-def _absolute_errors(lines: bytes) -> list[float]:
-    errors = []
+def _absolute_errors(lines: bytes) -> tuple[list[float], int]:
+    """The absolute errors of ``lines`` and how many lines had none a picture can use."""
+    errors, skipped = [], 0
     for line in lines.splitlines():
         try:
-            errors.append(float(line.rsplit(b",", 1)[1]))
+            error = float(line.rsplit(b",", 1)[1])
         except (IndexError, ValueError):
-            continue  # the header, or a line no row of ours looks like
-    return errors
+            skipped += 1  # the header, or a line no row of ours looks like
+            continue
+        if 0.0 <= error < math.inf:  # also refuses nan
+            errors.append(error)
+        else:
+            skipped += 1
+    return errors, skipped

@@ -20,7 +20,7 @@ from typing import TextIO
 
 import numpy as np
 
-from pipeline import dataset, settings
+from pipeline import dataset, service, settings
 from pipeline.broker import Broker
 from pipeline.messages import encode, new_id
 from pipeline.topology import FEATURES, Y_TRUE
@@ -52,13 +52,15 @@ def load_settings() -> Settings:
 class Streamer:
     """Publishes one row per tick while the broker can take it."""
 
-    def __init__(self, config: Settings, ledger: TextIO | None) -> None:
-        self._broker = Broker(config.common, [FEATURES, Y_TRUE], on_ready=self.resume, on_window_open=self.resume)
+    def __init__(self, config: Settings, broker: Broker, ledger: TextIO | None) -> None:
+        self._broker = broker
+        broker.add_hooks(on_ready=self.resume, on_window_open=self.resume)
         self._dataset = config.dataset
         self._interval, self._limit = config.interval, config.limit
         self._ledger = ledger
         self._rng = np.random.default_rng()
-        self._produced = 0
+        self._produced = self._confirmed = 0
+        self._rate = service.Rate()
         self._blocked = True
 
     def run(self) -> int:
@@ -69,6 +71,7 @@ class Streamer:
             self._interval,
             self._limit,
         )
+        self._broker.call_later(service.HEARTBEAT_INTERVAL, self._heartbeat)
         return self._broker.run()
 
     def resume(self) -> None:
@@ -87,41 +90,47 @@ class Streamer:
                 self._blocked = True
                 return
             self._publish_row()
-        self._broker.ioloop.call_later(self._interval, self._tick)
+        self._broker.call_later(self._interval, self._tick)
 
     def _publish_row(self) -> None:
         index = int(self._rng.integers(len(self._dataset.rows)))
         row_id = new_id()
-        on_confirmed = None
         if self._ledger is not None:
             self._ledger.write(f"published {row_id} {time.time():.6f}\n")
-            on_confirmed = self._ledger_entry(row_id)
+        on_confirmed = self._on_row_confirmed(row_id)
         self._broker.publish(FEATURES, encode(row_id, self._dataset.rows[index].tolist()), on_confirmed)
         self._broker.publish(Y_TRUE, encode(row_id, float(self._dataset.targets[index])), on_confirmed)
         self._produced += 1
 
-    def _ledger_entry(self, row_id: str) -> Callable[[], None]:
-        """A confirm callback that notes ``row_id`` in the ledger once both of its messages are confirmed."""
+    def _on_row_confirmed(self, row_id: str) -> Callable[[], None]:
+        """A confirm callback that counts the row, and notes it in the ledger, once both of its messages are in."""
         unconfirmed = [2]
 
         def on_confirmed() -> None:
             unconfirmed[0] -= 1
-            if unconfirmed[0] == 0 and self._ledger is not None:
-                self._ledger.write(f"confirmed {row_id}\n")
+            if unconfirmed[0] == 0:
+                self._confirmed += 1
+                if self._ledger is not None:
+                    self._ledger.write(f"confirmed {row_id}\n")
 
         return on_confirmed
 
+    def _heartbeat(self) -> None:
+        LOGGER.info(
+            "heartbeat: %d rows published (%.1f rows/s), %d confirmed",
+            self._produced,
+            self._rate.per_second(self._produced),
+            self._confirmed,
+        )
+        self._broker.call_later(service.HEARTBEAT_INTERVAL, self._heartbeat)
 
-def main() -> int:
-    try:
-        config = load_settings()
-    except settings.SettingsError as error:
-        return settings.report_bad_setting(error)
-    settings.setup_logging(config.common.log_level)
+
+def run(config: Settings) -> int:
+    broker = Broker(config.common, [FEATURES, Y_TRUE])
     with contextlib.ExitStack() as stack:
         ledger = stack.enter_context(open(config.ledger_path, "a", buffering=1)) if config.ledger_path else None
-        return Streamer(config, ledger).run()
+        return Streamer(config, broker, ledger).run()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(service.main(load_settings, run))

@@ -4,14 +4,18 @@ Rows that arrive together are predicted in one call. A ``features`` message is a
 confirmed the ``y_pred`` it caused; a message that is not a valid row goes to ``features.dead``. A redelivered
 message may be one that crashed a model before, so redelivered messages are predicted one at a time, in random
 order, each acked before the next: a poison message then takes few others down with it, and the delivery limit moves
-it to ``features.dead`` while the rows that shared its deliveries get through.
+it to ``features.dead`` while the rows that shared its deliveries get through. A row the estimator raises on, or
+predicts as NaN or infinity, goes to ``features.dead`` with the reason; the rest of its batch is predicted as usual.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import random
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -21,13 +25,30 @@ import numpy as np
 import skops.io
 from default_model import DEFAULT_MODEL_PATH  # beside this file: the model the image trains at build time
 
+from pipeline import service
 from pipeline.broker import Broker, Delivery
 from pipeline.messages import decode_features, encode
-from pipeline.settings import Common, SettingsError, env_int, env_str, load_common, report_bad_setting, setup_logging
-from pipeline.topology import FEATURES, Y_PRED
+from pipeline.settings import Common, SettingsError, env_int, env_str, load_common
+from pipeline.topology import FEATURES, Y_PRED, dead_letter_queue
 
 LOGGER = logging.getLogger("model")
 ACK_SEND_DELAY = 0.002  # seconds
+
+
+@dataclass(frozen=True)
+class Settings:
+    common: Common
+    prefetch: int
+    model: Any
+    model_path: str
+
+
+def load_settings() -> Settings:
+    common = load_common()
+    prefetch = env_int("PREFETCH", 500, minimum=1)
+    trusted_types = [name.strip() for name in env_str("MODEL_TRUSTED_TYPES", "").split(",") if name.strip()]
+    model_path = env_str("MODEL_PATH", "").strip() or DEFAULT_MODEL_PATH
+    return Settings(common, prefetch, load_model(model_path, trusted_types), model_path)
 
 
 def load_model(path: str, trusted_types: list[str]) -> Any:
@@ -66,17 +87,18 @@ class Row(NamedTuple):
 class Predictor:
     """Collects the rows of one read from the socket into a batch and predicts them together."""
 
-    def __init__(self, common: Common, model: Any, model_path: str, prefetch: int) -> None:
+    def __init__(self, model: Any, model_path: str, broker: Broker) -> None:
         self._model, self._model_path = model, model_path
         self._n_features = int(model.n_features_in_)
         self._batch: list[Row] = []
         self._suspects: list[Row] = []
         self._suspect_in_flight = False
         self._random = random.Random()
-        self._broker = Broker(
-            common, [FEATURES, Y_PRED], prefetch=prefetch, on_lost=self._forget_rows, on_stopping=self._predict_batch
-        )
-        self._broker.consume(FEATURES, self._on_features)
+        self._predicted = 0
+        self._rate = service.Rate()
+        self._broker = broker
+        broker.add_hooks(on_lost=self._forget_rows, on_stopping=self._predict_batch)
+        broker.consume(FEATURES, self._on_features)
 
     def run(self) -> int:
         LOGGER.info(
@@ -86,6 +108,7 @@ class Predictor:
             self._n_features,
             FEATURES,
         )
+        self._broker.call_later(service.HEARTBEAT_INTERVAL, self._heartbeat)
         return self._broker.run()
 
     def _on_features(self, delivery: Delivery) -> None:
@@ -97,21 +120,21 @@ class Predictor:
             return
         self._batch.append(row)
         if len(self._batch) == 1:
-            self._broker.ioloop.add_callback(self._predict_batch)
+            self._broker.call_soon(self._predict_batch)
 
     def _predict_next_suspect(self) -> None:
-        if self._suspect_in_flight or not self._suspects:
-            return
-        row = self._suspects.pop(self._random.randrange(len(self._suspects)))
-        self._suspect_in_flight = True
-        prediction = float(self._model.predict(np.array([row.features]))[0])
-        self._broker.publish(Y_PRED, encode(row.row_id, prediction), partial(self._suspect_done, row), resend=False)
+        while not self._suspect_in_flight and self._suspects:
+            row = self._suspects.pop(self._random.randrange(len(self._suspects)))
+            prediction = self._predict_one(row)
+            if prediction is not None:
+                self._suspect_in_flight = True
+                self._publish(row, prediction, partial(self._suspect_done, row))
 
     def _suspect_done(self, row: Row) -> None:
         self._broker.ack(row.delivery)
         self._suspect_in_flight = False
         # a moment later, so that the loop sends the ack before the next suspect can crash the process
-        self._broker.ioloop.call_later(ACK_SEND_DELAY, self._predict_next_suspect)
+        self._broker.call_later(ACK_SEND_DELAY, self._predict_next_suspect)
 
     def _forget_rows(self) -> None:
         """The lost channel's deliveries come back; drop what was waiting for them."""
@@ -124,24 +147,51 @@ class Predictor:
         self._batch.clear()
         if not batch:
             return
-        predictions = self._model.predict(np.array([row.features for row in batch]))
+        try:
+            predictions = [float(value) for value in self._model.predict(np.array([row.features for row in batch]))]
+        except Exception:  # one row the estimator refuses must not cost the others: find it by predicting one by one
+            predictions = [self._predict_one(row) for row in batch]
         for row, prediction in zip(batch, predictions, strict=True):
-            acknowledge = partial(self._broker.ack, row.delivery)
-            self._broker.publish(Y_PRED, encode(row.row_id, float(prediction)), acknowledge, resend=False)
+            if prediction is None:
+                continue
+            if math.isfinite(prediction):
+                self._publish(row, prediction, partial(self._broker.ack, row.delivery))
+            else:
+                self._refuse(row, f"the model predicted {prediction!r} for it")
+
+    def _predict_one(self, row: Row) -> float | None:
+        """The row's prediction, or None once a row the estimator raises on or predicts no number for is refused."""
+        try:
+            prediction = float(self._model.predict(np.array([row.features]))[0])
+        except Exception as error:
+            return self._refuse(row, f"the model raised {type(error).__name__}: {error}")
+        if not math.isfinite(prediction):
+            return self._refuse(row, f"the model predicted {prediction!r} for it")
+        return prediction
+
+    def _refuse(self, row: Row, reason: str) -> None:
+        LOGGER.warning("rejected row %s into %s: %s", row.row_id, dead_letter_queue(FEATURES), reason)
+        self._broker.reject(row.delivery)
+
+    def _publish(self, row: Row, prediction: float, on_confirmed: Callable[[], None]) -> None:
+        self._predicted += 1
+        self._broker.publish(Y_PRED, encode(row.row_id, prediction), on_confirmed, resend=False)
+
+    def _heartbeat(self) -> None:
+        LOGGER.info(
+            "heartbeat: %d rows predicted (%.1f rows/s), %d rejected into %s",
+            self._predicted,
+            self._rate.per_second(self._predicted),
+            self._broker.rejected[FEATURES],
+            dead_letter_queue(FEATURES),
+        )
+        self._broker.call_later(service.HEARTBEAT_INTERVAL, self._heartbeat)
 
 
-def main() -> int:
-    try:
-        common = load_common()
-        prefetch = env_int("PREFETCH", 500, minimum=1)
-        trusted_types = [name.strip() for name in env_str("MODEL_TRUSTED_TYPES", "").split(",") if name.strip()]
-        model_path = env_str("MODEL_PATH", "").strip() or DEFAULT_MODEL_PATH
-        model = load_model(model_path, trusted_types)
-    except SettingsError as error:
-        return report_bad_setting(error)
-    setup_logging(common.log_level)
-    return Predictor(common, model, model_path, prefetch).run()
+def run(config: Settings) -> int:
+    broker = Broker(config.common, [FEATURES, Y_PRED], prefetch=config.prefetch)
+    return Predictor(config.model, config.model_path, broker).run()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(service.main(load_settings, run))

@@ -6,7 +6,8 @@ consecutive rows, so that drift shows; it is redrawn when a block is complete. E
 only the bytes appended to the CSV since its last look (complete lines only) and adds them to running sums, a fine
 histogram and the block timeline, none of which grows with the number of rows. Then it redraws one picture that
 changed (both take turns), into a temporary file in the same folder renamed over the old one, so a reader never sees
-a partial PNG.
+a partial PNG. A line that is no row with a finite absolute error is skipped and counted; a picture that cannot be
+drawn is logged and tried again at the next refresh: whatever the CSV holds, plot neither stops nor hangs.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,10 +28,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from pipeline import service
 from pipeline.health import HEALTH_INTERVAL
 from pipeline.histogram import Histogram
 from pipeline.metric_log import CsvTail
-from pipeline.settings import SettingsError, env_float, load_common, report_bad_setting, setup_logging
+from pipeline.settings import Common, env_float, load_common
 from pipeline.timeline import Timeline
 
 LOGGER = logging.getLogger("plot")
@@ -100,6 +103,7 @@ class DistributionPicture(Picture):
         beside_line = {"transform": self.axes.get_xaxis_transform(), "va": "top", "fontsize": 9}
         self._mae_label = self.axes.text(0, 0.98, " MAE", color="tab:orange", **beside_line)
         self._p90_label = self.axes.text(0, 0.92, " p90", color="tab:red", **beside_line)
+        self.axes.yaxis.set_major_locator(MaxNLocator(6, integer=True))  # rows are whole
         self.axes.set_xlabel("absolute error |y_true - y_pred|")
         self.axes.set_ylabel("rows")
         self.axes.set_ylim(0, 1)  # an empty chart with a sensible axis; rows scale it again
@@ -119,7 +123,8 @@ class DistributionPicture(Picture):
                 label.set_x(value)
             self.axes.relim()
             self.axes.autoscale_view()
-            self.axes.set_xlim(0, edges[-1])
+            if math.isfinite(edges[-1]):
+                self.axes.set_xlim(0, edges[-1])
         for artist in (self._bars, self._mae, self._p90, self._mae_label, self._p90_label):
             artist.set_visible(stats.rows > 0)
         self.empty.set_visible(stats.rows == 0)
@@ -147,12 +152,17 @@ class OverTimePicture(Picture):
         if timeline.ends:
             self.axes.relim()
             self.axes.autoscale_view()
-            self.axes.set_ylim(0, 1.1 * max(*timeline.p90, *timeline.means) or 1.0)
-        self.empty.set_text("no rows yet" if stats.rows == 0 else f"the first {timeline.block_size:,} rows are not in")
+            top = 1.1 * max(*timeline.p90, *timeline.means)
+            self.axes.set_ylim(0, top if 0 < top < math.inf else 1.0)
+            shown = f"rows 1 to {timeline.ends[-1]:,}"
+        else:
+            self.axes.set_xlim(0, timeline.block_size)
+            self.axes.set_ylim(0, 1)
+            shown = "no block complete yet"
+        self.empty.set_text(f"waiting for the first {timeline.block_size:,} rows: {stats.rows:,} so far")
         self.empty.set_visible(not timeline.ends)
         self.axes.set_title(
-            f"Absolute error over time, per block of {timeline.block_size:,} rows\n"
-            f"rows 1 to {timeline.ends[-1] if timeline.ends else 0:,}, updated {updated}",
+            f"Absolute error over time, per block of {timeline.block_size:,} rows\n{shown}, updated {updated}",
             fontsize=10,
         )
         self.save()
@@ -170,6 +180,7 @@ class Plotter:
         self._distribution_due = self._over_time_due = True
         self._over_time_waited = False
         self._blocks_drawn = 0  # the row that ends the last block error_over_time.png shows
+        self.draws = 0
 
     def refresh(self) -> bool:
         """Read new rows and redraw a picture that is due. Return whether one was redrawn."""
@@ -196,35 +207,60 @@ class Plotter:
             self._over_time_waited = self._over_time_due
         else:
             return False
-        picture.draw(self._stats, updated)
+        try:
+            picture.draw(self._stats, updated)
+        except Exception as error:  # no CSV may stop the other picture or the next refresh
+            LOGGER.error("could not draw %s (%s: %s); trying again", picture.path.name, type(error).__name__, error)
+            return False
+        self.draws += 1
         LOGGER.debug("redrew %s with %d rows", picture.path.name, self._stats.rows)
         return True
 
+    def heartbeat(self) -> None:
+        LOGGER.info(
+            "heartbeat: %d rows read, %d lines skipped, %d pictures drawn, MAE %.4g",
+            self._stats.rows,
+            self._tail.skipped,
+            self.draws,
+            self._stats.mae,
+        )
 
-def main() -> int:
-    try:
-        common = load_common()
-        interval = env_float("PLOT_INTERVAL", 2.0, minimum=0.05)
-    except SettingsError as error:
-        return report_bad_setting(error)
-    setup_logging(common.log_level)
+
+@dataclass(frozen=True)
+class Settings:
+    common: Common
+    interval: float
+
+
+def load_settings() -> Settings:
+    return Settings(common=load_common(), interval=env_float("PLOT_INTERVAL", 2.0, minimum=0.05))
+
+
+def run(config: Settings) -> int:
     stopped = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopped.set())
-    plotter = Plotter(Path(common.logs_dir))
+    plotter = Plotter(Path(config.common.logs_dir))
     pictures = f"{DISTRIBUTION_PNG} and {OVER_TIME_PNG}"
-    LOGGER.info("ready: refreshing %s in %s every %g s", pictures, common.logs_dir, interval)
-    due = time.monotonic()
+    LOGGER.info("ready: refreshing %s in %s every %g s", pictures, config.common.logs_dir, config.interval)
+    due = heartbeat_due = time.monotonic()
     while not stopped.is_set():
-        if time.monotonic() >= due:
-            plotter.refresh()
-            due = time.monotonic() + interval
-        if common.health_file:
-            Path(common.health_file).touch()
-        stopped.wait(min(interval, HEALTH_INTERVAL))
+        now = time.monotonic()
+        if now >= due:
+            try:
+                plotter.refresh()
+            except OSError as error:  # the folder unreadable for a moment, say: the next refresh tries again
+                LOGGER.error("could not read %s: %s", config.common.logs_dir, error)
+            due = time.monotonic() + config.interval
+        if now >= heartbeat_due + service.HEARTBEAT_INTERVAL:
+            plotter.heartbeat()
+            heartbeat_due = now
+        if config.common.health_file:
+            Path(config.common.health_file).touch()
+        stopped.wait(min(config.interval, HEALTH_INTERVAL))
     LOGGER.info("stopped")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(service.main(load_settings, run))

@@ -36,7 +36,7 @@ from tests.helpers import (
     wait_until,
 )
 
-pytestmark = pytest.mark.chaos
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
 
 SEED = int(os.environ.get("CHAOS_SEED") or random.SystemRandom().randrange(1_000_000))
 KILL_PHASE = float(os.environ.get("CHAOS_SECONDS") or 90)

