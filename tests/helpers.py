@@ -276,20 +276,23 @@ class Stream:
     def wait_for_rows(self, rows: int, timeout: float = 60) -> None:
         wait_until(lambda: self.rows() >= rows, timeout, f"{rows} rows")
 
-    def finish(self, expected: int | None = None) -> list[list[str]]:
-        """Let features end (if limited), metric and model drain the queues and stop; check every row."""
+    def finish(self, expected: int | None = None, also: frozenset[str] = frozenset()) -> list[list[str]]:
+        """Let features end (if limited), metric and model drain the queues and stop; check every row.
+
+        ``also``: ids of rows the test published itself, beside features' rows.
+        """
         if expected is not None:
             assert self.services.wait("features", timeout=120) == 0
         produced = expected if expected is not None else len(ledger_ids(self.ledger))
-        self.wait_for_rows(produced, timeout=90)
+        self.wait_for_rows(produced + len(also), timeout=90)
         ready = lambda: self.services.is_ready("metric") and self.services.is_ready("model")  # noqa: E731
         wait_until(ready, 60, "metric and model to be ready")
         wait_until(lambda: drained(self.url), 30, "the queues to drain")
         stop_gracefully(self.services, "metric", "model")
         assert drained(self.url)
-        return self.assert_exactly_once(produced)
+        return self.assert_exactly_once(produced, also)
 
-    def assert_exactly_once(self, produced: int) -> list[list[str]]:
+    def assert_exactly_once(self, produced: int, also: frozenset[str] = frozenset()) -> list[list[str]]:
         """One row per confirmed id: none lost, none duplicated, none of an id never published."""
         rows = csv_rows(self.csv)
         ids = [row[0] for row in rows]
@@ -297,6 +300,6 @@ class Stream:
         assert len(set(ids)) == len(ids), f"{len(ids) - len(set(ids))} duplicated rows"
         assert len(confirmed) == produced
         assert set(confirmed) <= set(ids), f"{len(set(confirmed) - set(ids))} confirmed ids have no row"
-        unexpected = set(ids) - set(ledger_ids(self.ledger, "published"))
+        unexpected = set(ids) - set(ledger_ids(self.ledger, "published")) - also
         assert not unexpected, f"{len(unexpected)} rows of ids never published"
         return rows
