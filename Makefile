@@ -49,9 +49,10 @@ e2e: install ## Build and run the shipped Compose stack and check it end to end 
 	tests/e2e/prepare
 	$(PYTHON) -m pytest -m compose
 
-lint: install ## Check the code with ruff and the Dockerfiles with hadolint
+lint: install ## Check the code with ruff and mypy, and the Dockerfiles with hadolint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/hadolint */Dockerfile tests/e2e/standins/*.Dockerfile
 
 format: install ## Reformat the code with ruff

@@ -153,6 +153,8 @@ def test_sigterm_stops_every_service_with_0_and_loses_nothing(stream: Stream) ->
         ("metric", "AMQP_URL", "http://localhost"),
         ("plot", "PLOT_INTERVAL", "-1"),
         ("plot", "LOG_LEVEL", "LOUD"),
+        ("metric", "LOGS_DIR", "/dev/null/logs"),
+        ("plot", "LOGS_DIR", "/proc/pipeline-logs"),
     ],
 )
 def test_a_bad_setting_stops_the_service_at_start_naming_the_variable(

@@ -46,6 +46,17 @@ def env_int(name: str, default: int, minimum: int = 0) -> int:
     return value
 
 
+def writable_folder(name: str, path: str) -> str:
+    """``path`` (from variable ``name``) as a folder this process can write, created if missing."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as error:
+        raise SettingsError(f"{name}: cannot create the folder {path}: {error.strerror}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise SettingsError(f"{name}: the folder {path} is not writable by this process (UID {os.getuid()})")
+    return path
+
+
 def env_choice(name: str, default: str, choices: Iterable[str]) -> str:
     allowed = tuple(choices)
     value = os.environ.get(name, "").strip() or default

@@ -46,8 +46,10 @@ class Settings:
 
 
 def load_settings() -> Settings:
+    common = settings.load_common()
+    settings.writable_folder("LOGS_DIR", common.logs_dir)
     return Settings(
-        common=settings.load_common(),
+        common=common,
         prefetch=settings.env_int("PREFETCH", 500, minimum=1),
         orphan_timeout=settings.env_float("METRIC_ORPHAN_TIMEOUT", 600.0, minimum=1.0),
         max_waiting=settings.env_int("METRIC_MAX_WAITING", 100_000, minimum=1),
@@ -177,7 +179,11 @@ class Metric:
             key = (half.side, half.message_id)
             self._releasing[key] = half
             body = encode(half.message_id, half.value, **reason)
-            self._broker.publish(dead_letter_queue(half.side), body, partial(self._releasing.pop, key, None))
+            self._broker.publish(dead_letter_queue(half.side), body, partial(self._released, key))
+
+    def _released(self, key: tuple[str, str]) -> None:
+        """The broker has the half in its dead-letter queue: the journal may forget it at its next rewrite."""
+        self._releasing.pop(key, None)
 
     def _heartbeat(self) -> None:
         LOGGER.info(

@@ -147,6 +147,7 @@ class Predictor:
         self._batch.clear()
         if not batch:
             return
+        predictions: list[float | None]
         try:
             predictions = [float(value) for value in self._model.predict(np.array([row.features for row in batch]))]
         except Exception:  # one row the estimator refuses must not cost the others: find it by predicting one by one
@@ -164,9 +165,11 @@ class Predictor:
         try:
             prediction = float(self._model.predict(np.array([row.features]))[0])
         except Exception as error:
-            return self._refuse(row, f"the model raised {type(error).__name__}: {error}")
+            self._refuse(row, f"the model raised {type(error).__name__}: {error}")
+            return None
         if not math.isfinite(prediction):
-            return self._refuse(row, f"the model predicted {prediction!r} for it")
+            self._refuse(row, f"the model predicted {prediction!r} for it")
+            return None
         return prediction
 
     def _refuse(self, row: Row, reason: str) -> None:

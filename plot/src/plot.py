@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -32,7 +33,7 @@ from pipeline import service
 from pipeline.health import HEALTH_INTERVAL
 from pipeline.histogram import Histogram
 from pipeline.metric_log import CsvTail
-from pipeline.settings import Common, env_float, load_common
+from pipeline.settings import Common, env_float, load_common, writable_folder
 from pipeline.timeline import Timeline
 
 LOGGER = logging.getLogger("plot")
@@ -100,7 +101,7 @@ class DistributionPicture(Picture):
         self._bars = self.axes.stairs([0.0], [0.0, 1.0], fill=True, color="tab:blue", alpha=0.8)
         self._mae = self.axes.axvline(0, color="tab:orange", linewidth=2)
         self._p90 = self.axes.axvline(0, color="tab:red", linewidth=2, linestyle="--")
-        beside_line = {"transform": self.axes.get_xaxis_transform(), "va": "top", "fontsize": 9}
+        beside_line: dict[str, Any] = {"transform": self.axes.get_xaxis_transform(), "va": "top", "fontsize": 9}
         self._mae_label = self.axes.text(0, 0.98, " MAE", color="tab:orange", **beside_line)
         self._p90_label = self.axes.text(0, 0.92, " p90", color="tab:red", **beside_line)
         self.axes.yaxis.set_major_locator(MaxNLocator(6, integer=True))  # rows are whole
@@ -197,6 +198,7 @@ class Plotter:
         blocks_end = self._stats.timeline.ends[-1] if self._stats.timeline.ends else 0
         self._over_time_due = self._over_time_due or blocks_end != self._blocks_drawn
         updated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        picture: Picture
         if self._over_time_due and (self._over_time_waited or not self._distribution_due):
             picture = self._over_time
             self._over_time_due = self._over_time_waited = False
@@ -233,7 +235,9 @@ class Settings:
 
 
 def load_settings() -> Settings:
-    return Settings(common=load_common(), interval=env_float("PLOT_INTERVAL", 2.0, minimum=0.05))
+    common = load_common()
+    writable_folder("LOGS_DIR", common.logs_dir)
+    return Settings(common=common, interval=env_float("PLOT_INTERVAL", 2.0, minimum=0.05))
 
 
 def run(config: Settings) -> int:

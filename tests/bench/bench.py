@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import shutil
 import statistics
 import subprocess
@@ -20,8 +19,9 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from tests.conftest import train
+from tests.bench import wire_limit
 from tests.helpers import REPO, RabbitNode, Services, delete_queues, queue_depths, stop_gracefully, wait_until
 
 ROWS = int(os.environ.get("BENCH_ROWS") or 50_000)
@@ -31,7 +31,6 @@ BACKLOG_ROWS = int(os.environ.get("BENCH_BACKLOG_ROWS") or 1_000_000)
 PLOT_ROWS = [int(size) for size in (os.environ.get("BENCH_PLOT_ROWS") or "1000000,10000000").split(",")]
 LATENCY_INTERVAL = 0.005  # 200 rows/s
 IDLE_SECONDS = 10.0
-WIRE_LIMIT = REPO.parent / "shared" / "bench" / "wire_limit.py"
 
 
 class RowCounter:
@@ -56,7 +55,9 @@ class Bench:
         self.node = RabbitNode(folder / "rabbit")
         self.node.base.mkdir()
         self.model_path = folder / "model.skops"
-        train.train(self.model_path)
+        train = [sys.executable, str(REPO / "model" / "src" / "train.py")]
+        environment = os.environ | {"DATASET_PATH": "", "MODEL_PATH": str(self.model_path)}
+        subprocess.run(train, env=environment, check=True, capture_output=True)
 
     def services(self, logs: Path, **environment: str) -> Services:
         if logs.exists():
@@ -109,9 +110,7 @@ class Bench:
         return figures
 
     def wire_limit(self) -> float:
-        command = [sys.executable, str(WIRE_LIMIT), "--url", self.node.url, "-n", str(ROWS)]
-        output = subprocess.run(command, capture_output=True, text=True, check=True, timeout=900).stdout
-        return float(re.search(r"= (\d+) rows/s", output).group(1))
+        return wire_limit.measure(self.node.url, ROWS)
 
     def latency(self) -> tuple[float, float]:
         """p50 and p99 in ms from features publishing a row to its line in the CSV, at 200 rows/s."""
@@ -139,7 +138,7 @@ class Bench:
         delays = sorted(1000 * (seen[row_id] - published[row_id]) for row_id in seen)
         return percentile(delays, 50), percentile(delays, 99)
 
-    def plot(self, rows: int) -> dict[str, float]:
+    def plot(self, rows: int) -> dict[str, Any]:
         """Refresh times and memory of the plot on a CSV of ``rows`` rows, and its CPU use while nothing changes."""
         logs = self.folder / f"plot-{rows}"
         logs.mkdir(exist_ok=True)
@@ -303,15 +302,11 @@ def run(bench: Bench) -> list[tuple[str, str]]:
     drains, limits = [], []
     for _ in range(REPEAT):  # each drain next to its wire limit, so that their ratio shares the machine's state
         drains.append(bench.drain())
-        if WIRE_LIMIT.exists():
-            limits.append(bench.wire_limit())
+        limits.append(bench.wire_limit())
+    ratios = [drain / limit for drain, limit in zip(drains, limits, strict=True)]
     table = [(f"drain of {ROWS:,} queued rows", spread(drains, "rows/s"))]
-    if limits:
-        ratios = [drain / limit for drain, limit in zip(drains, limits, strict=True)]
-        table += [("wire limit (bare relay, same broker)", spread(limits, "rows/s"))]
-        table += [("drain / wire limit", spread(ratios, "", 2))]
-    else:
-        table += [("wire limit", f"not measured: {WIRE_LIMIT} is missing")]
+    table += [("wire limit (bare relay, same broker)", spread(limits, "rows/s"))]
+    table += [("drain / wire limit", spread(ratios, "", 2))]
     latencies = repeat(bench.latency)
     table += [(f"latency p50 at 200 rows/s ({LATENCY_ROWS:,} rows)", spread([p50 for p50, _ in latencies], "ms", 1))]
     table += [(f"latency p99 at 200 rows/s ({LATENCY_ROWS:,} rows)", spread([p99 for _, p99 in latencies], "ms", 1))]

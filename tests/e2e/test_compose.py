@@ -7,11 +7,14 @@ and run with one override that only keeps every byte on loopback: host networkin
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +33,8 @@ COMPOSE_V1 = "/usr/bin/docker-compose"  # Debian's docker-compose 1.29
 SERVICES = ("rabbitmq", "features", "model", "metric", "plot")
 QUORUM_SETTLE = 15  # seconds a new quorum queue needs before a broker SIGKILL is survived (RabbitMQ 3.10 and 4.0)
 USER = PASSWORD = "pipeline"  # docker-compose.yml's defaults
-STACK_ENVIRONMENT = {"FEATURES_INTERVAL": "0.02", "PLOT_INTERVAL": "0.5"}
+STACK_ENVIRONMENT = {"FEATURES_INTERVAL": "0.02", "PLOT_INTERVAL": "0.5", "FEATURES_LEDGER": "/tmp/ledger"}
+LOGS_OWNER = 4321  # who owns ./logs, as the person who cloned the repository would: metric and plot run as them
 
 
 OVERRIDE = """\
@@ -113,6 +117,30 @@ class Stack:
         finally:
             connection.close()
 
+    def container_ids(self, service: str) -> list[str]:
+        return self.compose("ps", "--quiet", service).split()
+
+    def inspect(self, container: str, template: str) -> str:
+        command = ["docker", "inspect", "--format", template, container]
+        return subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
+
+    def main_process(self, service: str) -> int:
+        [container] = self.container_ids(service)
+        return int(self.inspect(container, "{{.State.Pid}}"))
+
+    def restarts(self, service: str) -> int:
+        [container] = self.container_ids(service)
+        return int(self.inspect(container, "{{.RestartCount}}"))
+
+    def ledger_ids(self, state: str) -> set[str]:
+        [container] = self.container_ids("features")
+        copied = subprocess.run(["docker", "cp", f"{container}:/tmp/ledger", "-"], capture_output=True, check=True)
+        with tarfile.open(fileobj=io.BytesIO(copied.stdout)) as archive:  # docker cp to "-" writes a tar stream
+            member = archive.extractfile("ledger")
+            assert member is not None
+            lines = member.read().decode().splitlines()
+        return {line.split()[1] for line in lines if line.startswith(state + " ")}
+
     def logs(self) -> str:
         result = subprocess.run(
             [COMPOSE_V2, "-p", self.project, "logs", "--no-color", "--tail", "80"],
@@ -181,7 +209,13 @@ def test_1_the_compose_file_is_valid_for_both_compose_versions_and_the_images_bu
     stack.compose("build", timeout=1800)
 
 
+def process_uid(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
+
+
 def test_2_every_container_turns_healthy_and_rows_and_pictures_arrive(stack: Stack) -> None:
+    os.chown(stack.folder / "logs", LOGS_OWNER, LOGS_OWNER)
     stack.compose("up", "--detach")
     stack.started_at = time.monotonic()
     wait_until(stack.healthy, 120, "every container to be healthy", poll=1)
@@ -194,7 +228,37 @@ def test_2_every_container_turns_healthy_and_rows_and_pictures_arrive(stack: Sta
     assert_csv_sound(stack)
 
 
-def test_3_the_stream_resumes_after_restarts_and_a_killed_broker(stack: Stack) -> None:
+def test_3_metric_and_plot_run_as_the_owner_of_logs_and_no_service_as_root(stack: Stack) -> None:
+    for service in ("metric", "plot"):
+        assert process_uid(stack.main_process(service)) == LOGS_OWNER, f"{service} does not run as the owner of logs/"
+    for service in ("features", "model"):
+        assert process_uid(stack.main_process(service)) == 10001
+    for name in ("metric_log.csv", "metric_waiting.journal", "error_distribution.png"):
+        assert (stack.folder / "logs" / name).stat().st_uid == LOGS_OWNER, f"{name} is not the owner's"
+
+
+def test_4_a_crashed_service_is_restarted_by_its_policy_and_loses_nothing(stack: Stack) -> None:
+    """A crash as it really happens: the container's main process dies of SIGKILL, sent from the host.
+
+    (`docker kill`, whatever the signal, counts as a manual stop, which the restart policy leaves stopped.)
+    """
+    for service in ("metric", "model", "plot"):
+        restarts = stack.restarts(service)
+        os.kill(stack.main_process(service), signal.SIGKILL)
+        wait_until(lambda s=service, r=restarts: stack.restarts(s) > r, 60, f"{service} to be restarted", poll=0.5)
+    wait_until(stack.healthy, 120, "every container to be healthy again", poll=1)
+    stack.wait_for_more_rows(50)
+    stack.compose("stop", "features")  # SIGTERM: it waits for its last confirms
+    confirmed = stack.ledger_ids("confirmed")
+    assert len(confirmed) >= 200
+    csv_ids = lambda: {row[0] for row in assert_csv_sound(stack)}  # noqa: E731
+    wait_until(lambda: confirmed <= csv_ids(), 120, "every confirmed row in the CSV", poll=0.5)
+    assert csv_ids() <= stack.ledger_ids("published"), "a row of an id features never published"
+    stack.compose("start", "features")
+    wait_until(stack.healthy, 120, "features to be healthy again", poll=1)
+
+
+def test_5_the_stream_resumes_after_restarts_and_a_killed_broker(stack: Stack) -> None:
     stack.compose("restart", "metric", "model")
     stack.wait_for_more_rows(50)
     wait_until(lambda: time.monotonic() - stack.started_at >= QUORUM_SETTLE, QUORUM_SETTLE, "the queues to settle")
@@ -205,14 +269,14 @@ def test_3_the_stream_resumes_after_restarts_and_a_killed_broker(stack: Stack) -
     assert_csv_sound(stack)
 
 
-def test_4_three_model_replicas_keep_rows_coming(stack: Stack) -> None:
+def test_6_three_model_replicas_keep_rows_coming(stack: Stack) -> None:
     stack.compose("up", "--detach", "--scale", "model=3")
     wait_until(lambda: stack.healthy("model", count=3), 120, "three healthy model containers", poll=1)
     stack.wait_for_more_rows(100)
     assert_csv_sound(stack)
 
 
-def test_5_down_and_up_append_to_the_csv_and_keep_queued_messages(stack: Stack) -> None:
+def test_7_down_and_up_append_to_the_csv_and_keep_queued_messages(stack: Stack) -> None:
     stack.compose("stop", "model")
     wait_until(lambda: stack.queue_depth("features") >= 20, 60, "20 rows queued for the stopped model", poll=0.2)
     stack.compose("down")
@@ -230,7 +294,7 @@ def test_5_down_and_up_append_to_the_csv_and_keep_queued_messages(stack: Stack) 
     assert_csv_sound(stack)
 
 
-def test_6_the_example_dataset_and_its_model_swap_in_through_the_env_file(stack: Stack) -> None:
+def test_8_the_example_dataset_and_its_model_swap_in_through_the_env_file(stack: Stack) -> None:
     data = stack.folder / "data"
     environment = {"DATASET_PATH": "data/wine.csv", "TARGET_COLUMN": "alcohol", "MODEL_PATH": "data/wine.skops"}
     trained = subprocess.run(  # what `make train DATASET_PATH=data/wine.csv ...` runs, from the project folder

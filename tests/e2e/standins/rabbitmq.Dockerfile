@@ -1,4 +1,4 @@
-# Stand-in for the official rabbitmq:4-management, built from Debian trixie's rabbitmq-server (4.0) because CI cannot
+# Stand-in for the official rabbitmq:4.0-management, built from Debian trixie's rabbitmq-server (4.0) because CI cannot
 # reach an image registry: the server in the foreground as user rabbitmq, logs on stdout, management plugin on, and
 # the variables docker-compose.yml sets honoured as the official image does.
 ARG BASE=pipeline-standin/debian:trixie
