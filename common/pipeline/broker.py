@@ -10,18 +10,15 @@ A service gives the queues it touches, a handler per queue it consumes and, if i
 - the broker may be down at start or vanish at any time: the service reconnects with capped backoff;
 - a handler that raises while handling one message costs that message alone: a ``BadMessage`` is rejected into the
   dead-letter queue with its reason, any other exception too, logged as a fault of ours; the connection stays;
-- SIGTERM and SIGINT stop consuming, let in-flight work finish for a few seconds, close and return 0.
+- SIGTERM and SIGINT (``StopSignals``) stop consuming, let in-flight work finish for a few seconds, close, return 0.
 
 The bookkeeping lives beside it: ``PublishWindow`` (unconfirmed and unsent messages) and ``AckLedger`` (settled runs).
 """
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import logging
-import signal
-import socket
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +34,7 @@ from pipeline.health import HEALTH_INTERVAL
 from pipeline.messages import CONTENT_TYPE, BadMessage
 from pipeline.publish_window import Outgoing, PublishWindow
 from pipeline.settings import Common
+from pipeline.stop_signals import StopSignals
 from pipeline.topology import dead_letter_queue, declarations
 
 LOGGER = logging.getLogger(__name__)
@@ -47,7 +45,6 @@ CONFIRM_WINDOW = 2000
 STOP_TIMEOUT = 5.0
 PRECONDITION_FAILED = 406
 PERSISTENT = pika.BasicProperties(delivery_mode=2, content_type=CONTENT_TYPE)
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class State(enum.Enum):
@@ -73,10 +70,6 @@ Hook = Callable[[], None]
 
 def _nothing() -> None:
     return None
-
-
-def _only_wake_up(_signum: int, _frame: object) -> None:
-    """The wake-up fd already carries the signal to the loop; nothing may happen here (no lock, no logging)."""
 
 
 class Broker:
@@ -150,7 +143,7 @@ class Broker:
     def run(self, *, handle_signals: bool = True) -> int:
         """Connect and serve until stopped; return the process exit code."""
         if handle_signals:
-            self._listen_for_signals()
+            self._stop_signals = StopSignals(self.ioloop, self.stop)
         self.ioloop.add_callback(self._connect)
         self.ioloop.call_later(HEALTH_INTERVAL, self._touch_health)
         self.ioloop.start()
@@ -217,29 +210,6 @@ class Broker:
         self._close_when_idle()
 
     # --- connection ---------------------------------------------------------------------------
-
-    def _listen_for_signals(self) -> None:
-        """SIGTERM and SIGINT reach the loop as bytes on a socket pair, written by Python's C-level handler.
-
-        A Python signal handler runs between two bytecodes of the loop's own thread, possibly while that thread holds
-        the lock of ``add_callback_threadsafe``; calling it from the handler would wait on that lock forever.
-        """
-        self._signal_receiver, self._signal_sender = socket.socketpair()
-        for end in (self._signal_receiver, self._signal_sender):
-            end.setblocking(False)
-        signal.set_wakeup_fd(self._signal_sender.fileno(), warn_on_full_buffer=False)
-        for signum in STOP_SIGNALS:
-            signal.signal(signum, _only_wake_up)
-        self.ioloop.add_handler(self._signal_receiver.fileno(), self._on_signal_wakeup, IOLoop.READ)
-
-    def _on_signal_wakeup(self, _fd: int, _events: int) -> None:
-        received = b""
-        with contextlib.suppress(BlockingIOError):
-            received = self._signal_receiver.recv(4096)
-        for signum in dict.fromkeys(received):
-            if signum in STOP_SIGNALS:
-                LOGGER.info("received %s", signal.Signals(signum).name)
-                self.stop()
 
     def _connect(self) -> None:
         self._reconnect_timer = None
