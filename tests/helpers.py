@@ -266,8 +266,9 @@ class Stream:
         self.ledger = logs_dir.parent / "ledger"
 
     def start(self, *consumers: str, **features_environment: str) -> None:
+        """Start ``consumers`` (metric and model by default; ``model-2`` is a replica of model), then features."""
         for name in consumers or ("metric", "model"):
-            self.services.start(name)
+            self.services.start(name, service=name.split("-", maxsplit=1)[0])
         self.services.start("features", FEATURES_LEDGER=str(self.ledger), **features_environment)
 
     def rows(self) -> int:
@@ -285,10 +286,11 @@ class Stream:
             assert self.services.wait("features", timeout=120) == 0
         produced = expected if expected is not None else len(ledger_ids(self.ledger))
         self.wait_for_rows(produced + len(also), timeout=90)
-        ready = lambda: self.services.is_ready("metric") and self.services.is_ready("model")  # noqa: E731
+        draining = [name for name in self.services.processes if name.startswith(("metric", "model"))]
+        ready = lambda: all(self.services.is_ready(name) for name in draining)  # noqa: E731
         wait_until(ready, 60, "metric and model to be ready")
         wait_until(lambda: drained(self.url), 30, "the queues to drain")
-        stop_gracefully(self.services, "metric", "model")
+        stop_gracefully(self.services, *draining)
         assert drained(self.url)
         return self.assert_exactly_once(produced, also)
 

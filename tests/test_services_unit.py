@@ -13,7 +13,7 @@ from features import Settings as FeaturesSettings
 from features import Streamer
 from metric import Metric
 from metric import Settings as MetricSettings
-from model import Predictor
+from model import SUSPECT_GATHER, Predictor
 from pipeline import service
 from pipeline.dataset import Dataset
 from pipeline.messages import encode
@@ -177,10 +177,13 @@ def test_rows_the_estimator_refuses_are_rejected_alone(caplog: pytest.LogCapture
     assert "13 is unlucky" in caplog.text and "predicted inf" in caplog.text
 
 
-def test_redelivered_rows_are_predicted_one_at_a_time() -> None:
+def test_redelivered_rows_are_gathered_then_predicted_one_at_a_time() -> None:
     _predictor, broker = start_model()
     for index in range(3):
         broker.deliver(FEATURES, encode(f"s{index}", [1.0, 1.0, float(index)]), redelivered=True)
+    assert broker.published == [], "the first suspect waits until the rows returned with it have come in"
+    assert [timer.delay for timer in broker.timers] == [SUSPECT_GATHER]
+    broker.fire_timers()
     assert len(broker.published) == 1, "the next suspect waits for the first one's confirm"
     broker.confirm_all()
     assert len(broker.acked) == 1
@@ -190,6 +193,18 @@ def test_redelivered_rows_are_predicted_one_at_a_time() -> None:
     broker.fire_timers()
     broker.confirm_all()
     assert len(broker.acked) == 3
+    assert sorted(json.loads(delivery.body)["id"] for delivery in broker.acked) == ["s0", "s1", "s2"]
+
+
+def test_the_first_suspect_is_drawn_at_random_from_those_gathered() -> None:
+    first = set()
+    for _ in range(40):
+        _predictor, broker = start_model()
+        for index in range(5):
+            broker.deliver(FEATURES, encode(f"s{index}", [1.0, 1.0, float(index)]), redelivered=True)
+        broker.fire_timers()
+        first.add(json.loads(broker.published[0].body)["id"])
+    assert len(first) > 1, "the row the broker returns first must not always go first"
 
 
 # --- features -------------------------------------------------------------------------------------

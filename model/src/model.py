@@ -2,8 +2,8 @@
 
 Rows that arrive together are predicted in one call. A ``features`` message is acked only once the broker has
 confirmed the ``y_pred`` it caused; a message that is not a valid row goes to ``features.dead``. A redelivered
-message may be one that crashed a model before, so redelivered messages are predicted one at a time, in random
-order, each acked before the next: a poison message then takes few others down with it, and the delivery limit moves
+message may be one that crashed a model before, so redelivered messages are gathered for a moment and predicted one
+at a time, in random order, each acked before the next: a poison message then takes few others down with it, and the delivery limit moves
 it to ``features.dead`` while the rows that shared its deliveries get through. A row the estimator raises on, or
 predicts as NaN or infinity, goes to ``features.dead`` with the reason; the rest of its batch is predicted as usual.
 """
@@ -33,6 +33,10 @@ from pipeline.topology import FEATURES, Y_PRED, dead_letter_queue
 
 LOGGER = logging.getLogger("model")
 ACK_SEND_DELAY = 0.002  # seconds
+# Seconds to gather redelivered rows before predicting the first. The broker returns a crashed model's rows in their
+# old order, so the row that crashed it tends to come first: predicted on arrival, it would crash the next model
+# before the rows behind it came in, and they would share its fate at the delivery limit (seen on RabbitMQ 4.0).
+SUSPECT_GATHER = 0.05
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,7 @@ class Predictor:
         self._batch: list[Row] = []
         self._suspects: list[Row] = []
         self._suspect_in_flight = False
+        self._suspect_timer: object | None = None
         self._random = random.Random()
         self._predicted = 0
         self._rate = service.Rate()
@@ -116,13 +121,15 @@ class Predictor:
         row = Row(delivery, row_id, features)
         if delivery.redelivered:
             self._suspects.append(row)
-            self._predict_next_suspect()
+            if not self._suspect_in_flight and self._suspect_timer is None:
+                self._suspect_timer = self._broker.call_later(SUSPECT_GATHER, self._predict_next_suspect)
             return
         self._batch.append(row)
         if len(self._batch) == 1:
             self._broker.call_soon(self._predict_batch)
 
     def _predict_next_suspect(self) -> None:
+        self._suspect_timer = None
         while not self._suspect_in_flight and self._suspects:
             row = self._suspects.pop(self._random.randrange(len(self._suspects)))
             prediction = self._predict_one(row)
@@ -134,7 +141,7 @@ class Predictor:
         self._broker.ack(row.delivery)
         self._suspect_in_flight = False
         # a moment later, so that the loop sends the ack before the next suspect can crash the process
-        self._broker.call_later(ACK_SEND_DELAY, self._predict_next_suspect)
+        self._suspect_timer = self._broker.call_later(ACK_SEND_DELAY, self._predict_next_suspect)
 
     def _forget_rows(self) -> None:
         """The lost channel's deliveries come back; drop what was waiting for them."""

@@ -17,11 +17,11 @@ from pathlib import Path
 import joblib
 import matplotlib.image
 import pytest
+import train
 
 from pipeline.messages import encode, new_id
 from pipeline.topology import FEATURES, dead_letter_queue
 from tests.chaos.poison_model import POISON_VALUE, DiesOnPoison
-from tests.conftest import train
 from tests.helpers import (
     REPO,
     RabbitNode,

@@ -118,7 +118,7 @@ class Stack:
             connection.close()
 
     def container_ids(self, service: str) -> list[str]:
-        return self.compose("ps", "--quiet", service).split()
+        return self.compose("ps", "--all", "--quiet", service).split()
 
     def inspect(self, container: str, template: str) -> str:
         command = ["docker", "inspect", "--format", template, container]
