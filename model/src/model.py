@@ -3,9 +3,10 @@
 Rows that arrive together are predicted in one call. A ``features`` message is acked only once the broker has
 confirmed the ``y_pred`` it caused; a message that is not a valid row goes to ``features.dead``. A redelivered
 message may be one that crashed a model before, so redelivered messages are gathered for a moment and predicted one
-at a time, in random order, each acked before the next: a poison message then takes few others down with it, and the delivery limit moves
-it to ``features.dead`` while the rows that shared its deliveries get through. A row the estimator raises on, or
-predicts as NaN or infinity, goes to ``features.dead`` with the reason; the rest of its batch is predicted as usual.
+at a time, in random order, each acked before the next: a poison message then takes few others down with it, and the
+delivery limit moves it to ``features.dead`` while the rows that shared its deliveries get through. A row the
+estimator raises on, or predicts as NaN or infinity, goes to ``features.dead`` with the reason; the rest of its batch
+is predicted as usual.
 """
 
 from __future__ import annotations
