@@ -118,6 +118,7 @@ HOSTILE_LINES = [
 ]
 
 
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")  # 1e308 + 1.8e308: the mean is inf, and so drawn
 def test_plot_skips_and_counts_lines_it_cannot_use_and_keeps_drawing(tmp_path: Path) -> None:
     csv = tmp_path / "metric_log.csv"
     csv.write_bytes(HEADER + b"ok,1.0,2.0,1.0\n" + b"\n".join(HOSTILE_LINES) + b"\n")
