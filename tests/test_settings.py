@@ -30,9 +30,18 @@ def test_values_are_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
         (lambda: env_int("X_VAR", 0, minimum=1), "0"),
         (lambda: env_choice("X_VAR", "quorum", ("quorum", "classic")), "stream"),
         (lambda: env_amqp_url("X_VAR", "amqp://localhost"), "http://localhost"),
+        (lambda: env_amqp_url("X_VAR", "amqp://localhost"), "amqp://a:5672/%2F,amqp://,amqp://c:5672/%2F"),
     ],
 )
 def test_a_bad_value_names_its_variable(monkeypatch: pytest.MonkeyPatch, read, value: str) -> None:
     monkeypatch.setenv("X_VAR", value)
     with pytest.raises(SettingsError, match="X_VAR"):
         read()
+
+
+def test_several_urls_separated_by_commas_are_the_nodes_of_a_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    nodes = "amqp://u:p@rabbit1:5672/%2F, amqp://u:p@rabbit2:5672/%2F,amqp://u:p@rabbit3:5672/%2F"
+    monkeypatch.setenv("AMQP_URL", nodes)
+    assert load_common().amqp_urls == [f"amqp://u:p@rabbit{node}:5672/%2F" for node in (1, 2, 3)]
+    monkeypatch.setenv("AMQP_URL", "amqp://u:p@single:5672/%2F")
+    assert load_common().amqp_urls == ["amqp://u:p@single:5672/%2F"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import random
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ LOGGER = logging.getLogger(__name__)
 RECONNECT_FIRST_DELAY = 0.5
 RECONNECT_MAX_DELAY = 5.0
 CONFIRM_WINDOW = 2000
+NACK_RETRY_DELAY = 0.5  # seconds before nacked messages go again: a cluster without a majority nacks them at once
 STOP_TIMEOUT = 5.0
 PRECONDITION_FAILED = 406
 PERSISTENT = pika.BasicProperties(delivery_mode=2, content_type=CONTENT_TYPE)
@@ -78,7 +80,8 @@ class Broker:
     def __init__(self, settings: Common, queues: list[str], *, prefetch: int = 0) -> None:
         self.ioloop = IOLoop()
         self._settings = settings
-        self._parameters = pika.URLParameters(settings.amqp_url)
+        self._nodes = [pika.URLParameters(url) for url in settings.amqp_urls]
+        self._node = random.randrange(len(self._nodes))  # services spread over a cluster's nodes
         self._declarations = declarations(queues, settings.queue_type)
         self._prefetch = prefetch
         self._handlers: dict[str, Handler] = {}
@@ -103,6 +106,7 @@ class Broker:
         self._window = PublishWindow(CONFIRM_WINDOW)
         self._acks = AckLedger()
         self._ack_scheduled = False
+        self._nack_timer: Any = None
 
     # --- what services call -------------------------------------------------------------------
 
@@ -152,6 +156,12 @@ class Broker:
     @property
     def is_ready(self) -> bool:
         return self._ready
+
+    @property
+    def node(self) -> str:
+        """host:port of the node this service connects (or last tried to connect) to."""
+        parameters = self._nodes[self._node]
+        return f"{parameters.host}:{parameters.port}"
 
     def call_later(self, delay: float, callback: Hook) -> object:
         """Run ``callback`` on the loop after ``delay`` seconds; returns a timer for ``cancel_timer``."""
@@ -213,9 +223,9 @@ class Broker:
 
     def _connect(self) -> None:
         self._reconnect_timer = None
-        LOGGER.info("connecting to %s:%s", self._parameters.host, self._parameters.port)
+        LOGGER.info("connecting to %s", self.node)
         self._connection = pika.SelectConnection(
-            self._parameters,
+            self._nodes[self._node],
             on_open_callback=self._on_connection_open,
             on_open_error_callback=self._on_connection_open_error,
             on_close_callback=self._on_connection_closed,
@@ -226,11 +236,8 @@ class Broker:
         connection.channel(on_open_callback=self._on_channel_open)
 
     def _on_connection_open_error(self, _connection: pika.SelectConnection, error: BaseException) -> None:
-        LOGGER.warning(
-            "broker unreachable (%s); retrying in %.1f s", str(error) or type(error).__name__, self._reconnect_delay
-        )
         self._connection = None
-        self._schedule_reconnect()
+        self._schedule_reconnect(f"broker unreachable at {self.node} ({str(error) or type(error).__name__})")
 
     def _on_connection_closed(self, _connection: pika.SelectConnection, reason: BaseException) -> None:
         self._connection = None
@@ -240,13 +247,15 @@ class Broker:
             self.ioloop.stop()
             return
         self.connections_lost += 1
-        LOGGER.warning("connection lost (%s); reconnecting in %.1f s", reason, self._reconnect_delay)
-        self._schedule_reconnect()
+        self._schedule_reconnect(f"connection lost to {self.node} ({reason})")
 
-    def _schedule_reconnect(self) -> None:
+    def _schedule_reconnect(self, why: str) -> None:
+        """Try again after the capped backoff, at the next node if there are several."""
         if self._state is not State.RUNNING and not self._must_drain():
             self.ioloop.stop()
             return
+        self._node = (self._node + 1) % len(self._nodes)
+        LOGGER.warning("%s; reconnecting to %s in %.1f s", why, self.node, self._reconnect_delay)
         self._reconnect_timer = self.ioloop.call_later(self._reconnect_delay, self._connect)
         self._reconnect_delay = min(self._reconnect_delay * 2, RECONNECT_MAX_DELAY)
 
@@ -273,10 +282,11 @@ class Broker:
                 self._consume(queue)
         self._ready = True
         self._reconnect_delay = RECONNECT_FIRST_DELAY
-        LOGGER.info("ready: queues declared, consuming %s", ", ".join(self._handlers) or "nothing")
+        LOGGER.info(
+            "ready: connected to %s, queues declared, consuming %s", self.node, ", ".join(self._handlers) or "nothing"
+        )
         self._touch_health(reschedule=False)
-        while self._ready and (message := self._window.next_unsent()) is not None:
-            self._send(message)
+        self._send_waiting()
         self._on_ready()
 
     def _on_channel_closed(self, _channel: Any, reason: BaseException) -> None:
@@ -361,13 +371,23 @@ class Broker:
         self._channel.basic_publish("", message.queue, message.body, PERSISTENT)
         self._window.sent(message)
 
+    def _send_waiting(self) -> None:
+        """Publish what waited for a channel, or was nacked, in its order."""
+        self._nack_timer = None
+        while self._ready and (message := self._window.next_unsent()) is not None:
+            self._send(message)
+
     def _on_confirm(self, frame: Any) -> None:
         method = frame.method
         confirmed = self._window.confirmed(method.delivery_tag, method.multiple)
         if isinstance(method, Basic.Nack):
-            LOGGER.warning("broker nacked %d message(s); publishing them again", len(confirmed))
             for message in confirmed:
-                self.publish(message.queue, message.body, message.on_confirmed, resend=message.resend)
+                self._window.wait(message)
+            if self._nack_timer is None:
+                LOGGER.warning(
+                    "broker nacked %d message(s); publishing them again in %g s", len(confirmed), NACK_RETRY_DELAY
+                )
+                self._nack_timer = self.ioloop.call_later(NACK_RETRY_DELAY, self._send_waiting)
         else:
             for message in confirmed:
                 if message.on_confirmed is not None:

@@ -67,11 +67,19 @@ def env_choice(name: str, default: str, choices: Iterable[str]) -> str:
 
 
 def env_amqp_url(name: str, default: str) -> str:
+    """One AMQP URL, or several separated by commas (the nodes of a cluster); each must be an amqp(s) URL."""
     value = os.environ.get(name, "").strip() or default
-    parts = urlsplit(value)
-    if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
-        raise SettingsError(f"{name} must look like amqp://user:password@host:5672/%2F, got {value!r}")
+    urls = split_urls(value)
+    for index, url in enumerate(urls, start=1):
+        parts = urlsplit(url)
+        if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
+            where = f" (URL {index} of {len(urls)})" if len(urls) > 1 else ""
+            raise SettingsError(f"{name} must look like amqp://user:password@host:5672/%2F{where}, got {url!r}")
     return value
+
+
+def split_urls(value: str) -> list[str]:
+    return [url.strip() for url in value.split(",") if url.strip()] or [value]
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,11 @@ class Common:
     queue_type: str
     log_level: str
     health_file: str
+
+    @property
+    def amqp_urls(self) -> list[str]:
+        """The broker's URLs: one, or one per node of a cluster."""
+        return split_urls(self.amqp_url)
 
 
 def load_common() -> Common:
