@@ -65,20 +65,23 @@ services:
 
 
 class Stack:
-    """One Compose project of the shipped files plus the loopback override."""
+    """One Compose project of the shipped files plus the loopback override (``files``: the shipped ones used)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, files: tuple[str, ...] = ("docker-compose.yml",), override: str = "") -> None:
         self.folder = folder
         self.amqp_port = free_port()
         self.project = "pipeline-e2e"  # a fixed name: a rerun reuses the images of the last run
-        ports = {"amqp": self.amqp_port, "dist": free_port(), "epmd": free_port(), "management": free_port()}
-        (folder / "compose.loopback.yml").write_text(OVERRIDE.format(user=USER, password=PASSWORD, **ports))
+        self.files = (*files, "compose.loopback.yml")
+        if not override:
+            ports = {"amqp": self.amqp_port, "dist": free_port(), "epmd": free_port(), "management": free_port()}
+            override = OVERRIDE.format(user=USER, password=PASSWORD, **ports)
+        (folder / "compose.loopback.yml").write_text(override)
         self.csv = folder / "logs" / "metric_log.csv"
         self.picture = folder / "logs" / "error_distribution.png"
         self.started_at = 0.0
 
     def compose(self, *arguments: str, timeout: float = 300) -> str:
-        command = [COMPOSE_V2, "-p", self.project, "-f", "docker-compose.yml", "-f", "compose.loopback.yml"]
+        command = [COMPOSE_V2, "-p", self.project, *(f"--file={name}" for name in self.files)]
         result = subprocess.run(
             [*command, *arguments],
             cwd=self.folder,
