@@ -7,7 +7,7 @@ PYTHON := $(VENV)/bin/python
 RABBITMQ_SERVER := /usr/lib/rabbitmq/bin/rabbitmq-server
 SERVICE_REQUIREMENTS := features/requirements.txt model/requirements.txt metric/requirements.txt plot/requirements.txt
 
-.PHONY: help install train pictures test e2e chaos bench lint format rabbitmq up down clean
+.PHONY: help install train pictures test e2e chaos bench lint format rabbitmq up up-cluster down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -36,7 +36,7 @@ rabbitmq: ## Make sure Debian's rabbitmq-server is installed (the tests start pr
 test: install rabbitmq ## Run the unit and integration tests (they start their own RabbitMQ nodes)
 	$(PYTHON) -m pytest -m "not compose and not chaos"
 
-chaos: install rabbitmq ## Kill services and the broker at random during a full-speed run; CHAOS_SEED=N replays one
+chaos: install rabbitmq ## Kill services and the broker at random during a full-speed run; CHAOS_SEED=N replays one, CHAOS_CLUSTER=3 kills cluster nodes
 	$(PYTHON) -m pytest -m chaos -s
 
 bench: install rabbitmq ## Print the benchmark table (drain, wire limit, latency, plot); BENCH_* variables size it
@@ -61,6 +61,9 @@ format: install ## Reformat the code with ruff
 
 up: ## Build and start the stack with Docker Compose
 	docker compose up --build
+
+up-cluster: ## Build and start the stack on a three-node RabbitMQ cluster (docker-compose.cluster.yml)
+	docker compose -f docker-compose.yml -f docker-compose.cluster.yml up --build
 
 down: ## Stop the stack (add `-v` by hand to also drop the broker's data)
 	docker compose down

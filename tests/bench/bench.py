@@ -22,7 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from tests.bench import wire_limit
-from tests.helpers import REPO, RabbitNode, Services, delete_queues, queue_depths, stop_gracefully, wait_until
+from tests.helpers import (
+    REPO,
+    RabbitCluster,
+    RabbitNode,
+    Services,
+    delete_queues,
+    queue_depths,
+    stop_gracefully,
+    wait_until,
+)
 
 ROWS = int(os.environ.get("BENCH_ROWS") or 50_000)
 REPEAT = int(os.environ.get("BENCH_REPEAT") or 3)
@@ -66,14 +75,16 @@ class Bench:
         base = {"AMQP_URL": self.node.url, "LOGS_DIR": str(logs), "MODEL_PATH": str(self.model_path)}
         return Services(self.folder, base | environment)
 
-    def drain(self) -> float:
-        """Rows/s of model and metric, from their start, through ROWS rows queued beforehand."""
-        delete_queues(self.node.url)
+    def drain(self, cluster: RabbitCluster | None = None) -> float:
+        """Rows/s of model and metric, from their start, through ROWS rows queued beforehand (on ``cluster`` if
+        given, the services connected to all three nodes, else on the single node)."""
+        url, admin_url = (cluster.url, cluster.nodes[0].url) if cluster else (self.node.url, self.node.url)
+        delete_queues(admin_url)
         logs = self.folder / "drain"
-        services = self.services(logs)
+        services = self.services(logs, AMQP_URL=url)
         services.start("features", FEATURES_INTERVAL="0", FEATURES_LIMIT=str(ROWS))
         assert services.wait("features", timeout=600) == 0
-        wait_until(lambda: queue_depths(self.node.url)["y_true"] == ROWS, 60, f"{ROWS} rows queued")
+        wait_until(lambda: queue_depths(admin_url)["y_true"] == ROWS, 60, f"{ROWS} rows queued")
         counter = RowCounter(logs / "metric_log.csv")
         started = time.perf_counter()
         services.start("model")
@@ -82,6 +93,15 @@ class Bench:
         elapsed = time.perf_counter() - started
         stop_gracefully(services, "model", "metric")
         return ROWS / elapsed
+
+    def cluster_drains(self) -> list[float]:
+        """The drain on three nodes of the same server on this machine, REPEAT times (the single node idles)."""
+        cluster = RabbitCluster(self.folder / "cluster")
+        cluster.start()
+        try:
+            return [self.drain(cluster) for _ in range(REPEAT)]
+        finally:
+            cluster.stop()
 
     def backlog(self) -> dict[str, float]:
         """Peak resident memory of metric and model through BACKLOG_ROWS queued rows: metric first alone (every model
@@ -307,6 +327,10 @@ def run(bench: Bench) -> list[tuple[str, str]]:
     table = [(f"drain of {ROWS:,} queued rows", spread(drains, "rows/s"))]
     table += [("wire limit (bare relay, same broker)", spread(limits, "rows/s"))]
     table += [("drain / wire limit", spread(ratios, "", 2))]
+    cluster_drains = bench.cluster_drains()
+    table += [(f"drain of {ROWS:,} queued rows, three-node cluster", spread(cluster_drains, "rows/s"))]
+    cluster_ratio = statistics.median(cluster_drains) / statistics.median(drains)
+    table += [("three-node cluster / single node (medians)", f"{cluster_ratio:.2f}")]
     latencies = repeat(bench.latency)
     table += [(f"latency p50 at 200 rows/s ({LATENCY_ROWS:,} rows)", spread([p50 for p50, _ in latencies], "ms", 1))]
     table += [(f"latency p99 at 200 rows/s ({LATENCY_ROWS:,} rows)", spread([p99 for _, p99 in latencies], "ms", 1))]

@@ -3,7 +3,9 @@
 Three model replicas, features at full speed with a ledger of published and confirmed ids, metric, plot, and one
 poison row that kills any model predicting it. Every killed or crashed process is started again after a short
 delay, as a restart policy would. After the kill phase features is stopped, the rest drain, and the CSV is checked
-against the ledger. CHAOS_SEED replays a run; CHAOS_SECONDS sets the length of the kill phase.
+against the ledger. CHAOS_SEED replays a run; CHAOS_SECONDS sets the length of the kill phase. CHAOS_CLUSTER=3 runs
+the broker as a three-node cluster and kills nodes instead: one at a time, each started again a few seconds later,
+and once two together (no majority) for 10 s.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pipeline.topology import FEATURES, dead_letter_queue
 from tests.chaos.poison_model import POISON_VALUE, DiesOnPoison
 from tests.helpers import (
     REPO,
+    RabbitCluster,
     RabbitNode,
     Services,
     csv_lines,
@@ -50,13 +53,20 @@ PICTURE_EVERY = 0.5
 POISON_AT = 10  # second of the run at which the poison row is published
 BROKER_CHECK_EVERY = 1.0  # seconds between the driver's looks at the broker's port
 BROKER_DEAF_LIMIT = 30.0  # seconds a running broker may refuse connections before the driver restarts it
+CLUSTER = os.environ.get("CHAOS_CLUSTER", "") == "3"
+NODE_KILLS = 4  # with CHAOS_CLUSTER=3: single nodes killed, one at a time
+MAJORITY_DOWN = 10.0  # seconds two of the three nodes stay down, once
 
 
 def kill_schedule(rng: random.Random) -> list[tuple[float, str]]:
     """(second of the run, target) for every kill, sorted; broker kills after the queues settled, 25 s apart."""
     events = [(rng.uniform(3, KILL_PHASE), name) for name, count in SERVICE_KILLS.items() for _ in range(count)]
     first = rng.uniform(QUORUM_SETTLE + 5, KILL_PHASE / 2)
-    events += [(first, "rabbitmq"), (rng.uniform(first + 25, KILL_PHASE), "rabbitmq")]
+    if CLUSTER:  # node kills 12 s apart, so one node is down at a time, and one stretch with two down
+        starts = sorted(rng.sample(range(int(QUORUM_SETTLE) + 5, int(KILL_PHASE) - 5, 12), NODE_KILLS + 1))
+        events += [(float(start), "node") for start in starts[:-1]] + [(float(starts[-1]), "majority")]
+    else:
+        events += [(first, "rabbitmq"), (rng.uniform(first + 25, KILL_PHASE), "rabbitmq")]
     return sorted(events)
 
 
@@ -71,12 +81,14 @@ class Chaos:
         self.logs.mkdir()
         self.node = RabbitNode(folder / "rabbit")
         self.node.base.mkdir()
+        self.cluster = RabbitCluster(folder / "cluster") if CLUSTER else None
+        self.node_restarts: dict[str, float] = {}  # cluster node name -> when to start it again
         model_path = folder / "poison-model.joblib"
         joblib.dump(DiesOnPoison(train.train(folder / "model.joblib")), model_path)
         self.services = Services(
             folder,
             {
-                "AMQP_URL": self.node.url,
+                "AMQP_URL": self.cluster.url if self.cluster else self.node.url,
                 "LOGS_DIR": str(self.logs),
                 "MODEL_PATH": str(model_path),
                 "PYTHONPATH": str(REPO),
@@ -96,9 +108,26 @@ class Chaos:
     def now(self) -> float:
         return time.monotonic() - self.started
 
+    def admin_url(self) -> str:
+        """A URL of a broker node that is up, for the driver's own looks at the queues."""
+        if self.cluster is None:
+            return self.node.url
+        return next(node.url for node in self.cluster.nodes if node.running and port_open(node.port))
+
+    def stop_brokers(self) -> None:
+        for node in self.cluster.nodes if self.cluster else [self.node]:
+            node.kill()
+
+    def broker_logs(self) -> str:
+        nodes = self.cluster.nodes if self.cluster else [self.node]
+        return "\n".join(f"----- {node.name} -----\n{node.log_tail()}" for node in nodes)
+
     def start_all(self) -> None:
         """Start the broker and every service; the run's clock starts when all have declared their queues."""
-        self.node.start()
+        if self.cluster:
+            self.cluster.start()
+        else:
+            self.node.start()
         for name in ("metric", "plot", *REPLICAS, "features"):
             self.start(name)
         for name in ("metric", *REPLICAS, "features"):
@@ -114,13 +143,13 @@ class Chaos:
     def run_schedule(self, events: list[tuple[float, str]]) -> None:
         """Fire each kill when due (later if its target is down), poison the model once, and tend the processes."""
         poisoned = False
-        while events or self.restarts:
+        while events or self.restarts or self.node_restarts:
             if events and events[0][0] <= self.now():
                 _when, target = events.pop(0)
                 if not self.kill(target):
                     events.insert(0, (self.now() + 1.0, target))
             if not poisoned and self.now() > POISON_AT:
-                publish_raw(self.node.url, [(FEATURES, encode(new_id(), [POISON_VALUE] * 10))])
+                publish_raw(self.admin_url(), [(FEATURES, encode(new_id(), [POISON_VALUE] * 10))])
                 poisoned = True
             self.tend()
             time.sleep(TICK)
@@ -132,6 +161,8 @@ class Chaos:
             self.kills[target] += 1
             self.node.start()
             return True
+        if target in ("node", "majority"):
+            return self.kill_nodes(target)
         name = self.rng.choice(REPLICAS) if target == "model" else target
         if not self.alive(name) or name in self.restarts:
             return False
@@ -140,9 +171,38 @@ class Chaos:
         self.restarts[name] = self.now() + self.rng.uniform(0.2, 2.0)
         return True
 
+    def kill_nodes(self, target: str) -> bool:
+        """SIGKILL one random node ("node") or two ("majority") of a whole cluster; False while one is still down."""
+        assert self.cluster is not None
+        if self.node_restarts or not all(node.running and port_open(node.port) for node in self.cluster.nodes):
+            return False
+        victims = self.rng.sample(self.cluster.nodes, 1 if target == "node" else 2)
+        back = self.now() + (self.rng.uniform(2, 8) if target == "node" else MAJORITY_DOWN)
+        for node in victims:
+            node.kill()
+            self.node_restarts[node.name] = back
+        self.kills[target] += 1
+        return True
+
+    def tend_nodes(self) -> None:
+        """Start again the cluster's nodes that are due, and any that exited on its own."""
+        assert self.cluster is not None
+        for node in self.cluster.nodes:
+            due = self.node_restarts.get(node.name)
+            if due is None and not node.running:
+                print(f"\nnode {node.name} exited on its own at {self.now():.0f} s; its log ends:\n{node.log_tail()}")
+                self.crashes["rabbitmq"] += 1
+                due = self.now()
+            if due is not None and due <= self.now():
+                self.node_restarts.pop(node.name, None)
+                node.launch()
+
     def tend(self) -> None:
         """Start again what is due, notice crashes (the broker's too), sample the picture."""
-        self.tend_broker()
+        if self.cluster:
+            self.tend_nodes()
+        else:
+            self.tend_broker()
         for name, process in self.services.processes.items():
             if process.poll() is not None and name not in self.restarts and name not in self.stopped:
                 self.crashes[name.split("-")[0]] += 1
@@ -190,7 +250,7 @@ class Chaos:
             if not confirmed <= {line.split(",", 1)[0] for line in csv_lines(self.csv)[1:]}:
                 return False
             # the poison row may still be out, crashing the replica it reaches; it settles in features.dead
-            depths = queue_depths(self.node.url)
+            depths = queue_depths(self.admin_url())
             return pipeline_queues_empty(depths) and depths[dead_letter_queue(FEATURES)] >= 1
 
         wait_until(settled, 240, "every confirmed row, empty queues and the poison row in features.dead", poll=0.2)
@@ -221,7 +281,7 @@ class Chaos:
             "malformed": malformed(lines),
             "pictures sampled": self.pictures,
             "bad pictures": self.bad_pictures,
-            "dead-lettered features": queue_depths(self.node.url)[dead_letter_queue(FEATURES)],
+            "dead-lettered features": queue_depths(self.admin_url())[dead_letter_queue(FEATURES)],
         }
 
 
@@ -241,7 +301,9 @@ def malformed(lines: list[str]) -> int:
 def test_no_row_is_lost_or_duplicated_whatever_is_killed(tmp_path: Path) -> None:
     rng = random.Random(SEED)
     events = kill_schedule(rng)
-    print(f"\nchaos seed {SEED}: {len(events)} kills over {KILL_PHASE:g} s")
+    print(
+        f"\nchaos seed {SEED}{' on a three-node cluster' if CLUSTER else ''}: {len(events)} kills over {KILL_PHASE:g} s"
+    )
     chaos = Chaos(tmp_path, rng)
     try:
         chaos.start_all()
@@ -251,11 +313,11 @@ def test_no_row_is_lost_or_duplicated_whatever_is_killed(tmp_path: Path) -> None
     except BaseException:
         for name in chaos.services.processes:
             print(f"----- {name} -----\n{chaos.services.log(name)[-3000:]}")
-        print(f"----- rabbitmq -----\n{chaos.node.log_tail()}")
+        print(chaos.broker_logs())
         raise
     finally:
         chaos.services.stop_all()
-        chaos.node.kill()
+        chaos.stop_brokers()
 
     print(f"chaos seed {SEED}: {chaos.now():.0f} s")
     print("kills: " + ", ".join(f"{name} {count}" for name, count in sorted(chaos.kills.items())))
@@ -264,7 +326,10 @@ def test_no_row_is_lost_or_duplicated_whatever_is_killed(tmp_path: Path) -> None
 
     assert figures["confirmed"] >= MIN_ROWS
     assert all(chaos.kills[name] >= count for name, count in SERVICE_KILLS.items())
-    assert chaos.kills["rabbitmq"] >= BROKER_KILLS
+    if CLUSTER:
+        assert chaos.kills["node"] >= NODE_KILLS and chaos.kills["majority"] >= 1
+    else:
+        assert chaos.kills["rabbitmq"] >= BROKER_KILLS
     assert (figures["lost"], figures["duplicated"], figures["unexpected"], figures["malformed"]) == (0, 0, 0, 0)
     assert figures["pictures sampled"] >= 100 and figures["bad pictures"] == 0
     assert figures["dead-lettered features"] == 1, "the poison row, and only it, ends in features.dead"
