@@ -68,8 +68,8 @@ services:
     restart: unless-stopped
 {"".join(nodes)}  cluster-formed:
     <<: *loopback
-    command: ["rabbitmqctl", "--node", "rabbit1@localhost", "await_online_nodes", "3", "--timeout", "600"]
     environment:
+      CLUSTER_NODE: rabbit1@localhost
       ERL_EPMD_PORT: "{epmd}"
       RABBITMQ_CTL_ERL_ARGS: "-setcookie {COOKIE}"
   features: *service
@@ -140,4 +140,15 @@ def test_2_a_node_killed_from_the_host_leaves_rows_flowing_and_rejoins(stack: St
     wait_until(lambda: stack.restarts("rabbit2") > restarts, 60, "rabbit2 to be restarted", poll=0.5)
     wait_until(lambda: len(running_nodes(stack)) == 3, 120, "rabbit2 to rejoin the cluster", poll=2)
     stack.wait_for_more_rows(50)
+    assert_csv_sound(stack)
+
+
+def test_3_a_restart_of_all_three_nodes_comes_back_by_itself(stack: Stack) -> None:
+    """Every node stopped, then all started together: each waits for its peers, and the health checks let them."""
+    stack.compose("stop", *NODES)
+    rows = stack.rows()
+    stack.compose("start", *NODES)
+    wait_until(lambda: stack.healthy(*NODES, *SERVICES), 240, "the nodes and the services to be healthy", poll=1)
+    wait_until(lambda: len(running_nodes(stack)) == 3, 120, "the three nodes to form the cluster again", poll=2)
+    wait_until(lambda: stack.rows() >= rows + 50, 120, "50 more rows", poll=0.5)
     assert_csv_sound(stack)
