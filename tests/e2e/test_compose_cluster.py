@@ -19,7 +19,7 @@ import pytest
 from tests.e2e.test_compose import PASSWORD, USER, Stack, assert_csv_sound, is_png, shipped_files
 from tests.helpers import free_port, wait_until
 
-pytestmark = [pytest.mark.compose, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.compose, pytest.mark.timeout(900), pytest.mark.usefixtures("stack_logs_on_failure")]
 
 NODES = ("rabbit1", "rabbit2", "rabbit3")
 COOKIE = "pipeline-e2e-cluster-cookie"
@@ -94,15 +94,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     stack = Stack(folder, ("docker-compose.yml", "docker-compose.cluster.yml"), loopback_override(amqp, epmd))
     yield stack
     stack.compose("down", "--volumes", "--remove-orphans", timeout=180)
-
-
-@pytest.fixture(autouse=True)
-def show_logs_on_failure(request: pytest.FixtureRequest, stack: Stack, test_failed) -> Iterator[None]:
-    if request.session.testsfailed:
-        pytest.skip("an earlier step failed")
-    yield
-    if test_failed():
-        print(f"----- container logs -----\n{stack.logs()}")
 
 
 def node_exec(stack: Stack, node: str, *command: str) -> str:
