@@ -91,13 +91,18 @@ def test_the_poison_row_alone_reaches_the_dead_letter_queue_on_the_pinned_broker
 
     def poison_settled() -> bool:
         nonlocal crashes
+        # The depth first: the broker dead-letters the row only once the replica it crashed has exited, so the
+        # restarts below always see that last crash too.
+        settled = queue_depths(pinned_broker)[dead_letter_queue(FEATURES)] >= 1
         for name in REPLICAS:  # a restart policy's work: a crashed replica starts again
             if services.processes[name].poll() is not None:
                 crashes += 1
                 services.start(name, service="model")
-        return queue_depths(pinned_broker)[dead_letter_queue(FEATURES)] >= 1
+        return settled
 
     wait_until(poison_settled, 300, "the poison row in features.dead", poll=0.1)
+    # A replica started again just now must reach its stop handling before finish() sends it SIGTERM.
+    wait_until(lambda: all(services.is_ready(name) for name in REPLICAS), 60, "the replicas ready")
     stream.finish(expected=3000)
     print(f"pinned broker {server_version(pinned_broker)}: the poison row crashed a model {crashes} times")
     assert queue_depths(pinned_broker)[dead_letter_queue(FEATURES)] == 1, "the poison row, and only it"
