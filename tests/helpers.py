@@ -265,6 +265,9 @@ def consumer_count(url: str, queue: str) -> int:
     return count
 
 
+QUIET = {"WEB_PORT": "0"}  # plot's page only where a test asks for it: processes of one test share the host's ports
+
+
 class Services:
     """The service files run as processes, each with its output in ``<name>.log`` under ``folder``."""
 
@@ -281,7 +284,7 @@ class Services:
         self._log_offsets[name] = output.tell()
         process = subprocess.Popen(
             [sys.executable, str(REPO / service / "src" / f"{service}.py")],
-            env=os.environ | self.environment | extra,
+            env=os.environ | QUIET | self.environment | extra,
             stdout=output,
             stderr=subprocess.STDOUT,
         )

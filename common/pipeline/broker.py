@@ -30,6 +30,7 @@ import pika
 from pika.adapters.select_connection import IOLoop
 from pika.spec import Basic
 
+from pipeline import metrics
 from pipeline.acks import AckLedger
 from pipeline.health import HEALTH_INTERVAL
 from pipeline.messages import CONTENT_TYPE, BadMessage
@@ -190,7 +191,10 @@ class Broker:
         """Mark a delivery done; acks go out at the end of this loop iteration. Settling twice changes nothing."""
         if delivery.generation != self._generation:
             return  # its channel is gone and the broker will deliver it again
-        if self._acks.ack(delivery.tag) and not self._ack_scheduled:
+        if not self._acks.ack(delivery.tag):
+            return
+        metrics.CONSUMED.labels(delivery.queue).inc()
+        if not self._ack_scheduled:
             self._ack_scheduled = True
             self.ioloop.add_callback(self._flush_acks)
 
@@ -201,6 +205,7 @@ class Broker:
         if self._acks.reject(delivery.tag):
             self._channel.basic_reject(delivery.tag, requeue=False)
             self.rejected[delivery.queue] += 1
+            metrics.REJECTED.labels(delivery.queue).inc()
 
     def stop(self, *, drain_forever: bool = False) -> None:
         """Stop consuming and close once in-flight work is confirmed: within STOP_TIMEOUT, or, draining, whenever.
@@ -247,6 +252,7 @@ class Broker:
             self.ioloop.stop()
             return
         self.connections_lost += 1
+        metrics.RECONNECTS.inc()
         self._schedule_reconnect(f"connection lost to {self.node} ({reason})")
 
     def _schedule_reconnect(self, why: str) -> None:
@@ -390,6 +396,7 @@ class Broker:
                 self._nack_timer = self.ioloop.call_later(NACK_RETRY_DELAY, self._send_waiting)
         else:
             for message in confirmed:
+                metrics.PUBLISHED.labels(message.queue).inc()
                 if message.on_confirmed is not None:
                     message.on_confirmed()
         if self._state is not State.RUNNING:

@@ -66,34 +66,37 @@ class MetricLog:
 
 
 class CsvTail:
-    """Reads the absolute errors of rows appended since the last call, at most ``READ_LIMIT`` bytes a call.
+    """Reads the rows appended since the last call, at most ``READ_LIMIT`` bytes a call.
 
-    Only complete lines count; ``caught_up`` tells whether the last call reached the end of the file. A line that is
-    no row with a finite absolute error >= 0 (the header included) is skipped and counted in ``skipped``.
+    Only complete lines count; ``caught_up`` tells whether the last call reached the end of the file, ``modified``
+    when the file was last written (seconds since the epoch). A line that is no row with finite ``y_true`` and
+    ``y_pred`` and a finite absolute error >= 0 (the header included) is skipped and counted in ``skipped``.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.caught_up = True
         self.skipped = 0
+        self.modified: float | None = None
         self._offset = 0
         self._inode: int | None = None
 
-    def read_new(self, limit: int = READ_LIMIT) -> tuple[list[float], bool]:
-        """Return (errors of new rows, whether the file was replaced or truncated since the last read)."""
+    def read_new(self, limit: int = READ_LIMIT) -> tuple[list[float], list[float], bool]:
+        """Return the new rows' absolute errors and ``y_pred - y_true``, and whether the file was replaced or
+        truncated since the last read."""
         try:
             with open(self.path, "rb") as file:
                 stat = os.fstat(file.fileno())
                 restarted = self._inode is not None and (stat.st_ino != self._inode or stat.st_size < self._offset)
                 if restarted:
                     self._offset = 0
-                self._inode = stat.st_ino
+                self._inode, self.modified = stat.st_ino, stat.st_mtime
                 file.seek(self._offset)
                 data = file.read(min(stat.st_size - self._offset, limit))
         except FileNotFoundError:
             restarted = self._inode is not None
-            self._inode, self._offset, self.caught_up = None, 0, True
-            return [], restarted
+            self._inode, self._offset, self.caught_up, self.modified = None, 0, True, None
+            return [], [], restarted
         complete = data[: data.rfind(b"\n") + 1]
         if not complete and len(data) == limit:
             complete = data  # a "line" longer than the limit is no row of ours: skip it rather than stall
@@ -101,22 +104,27 @@ class CsvTail:
         rows = complete[len(HEADER) :] if from_start else complete
         self._offset += len(complete)
         self.caught_up = self._offset + len(data) - len(complete) >= stat.st_size
-        errors, skipped = _absolute_errors(rows)
+        errors, differences, skipped = _parse_rows(rows)
         self.skipped += skipped
-        return errors, restarted
+        return errors, differences, restarted
 
 
-def _absolute_errors(lines: bytes) -> tuple[list[float], int]:
-    """The absolute errors of ``lines`` and how many lines had none a picture can use."""
-    errors, skipped = [], 0
+def _parse_rows(lines: bytes) -> tuple[list[float], list[float], int]:
+    """The absolute errors and ``y_pred - y_true`` of ``lines``, and how many lines were no row a picture can use."""
+    errors, differences, skipped = [], [], 0
     for line in lines.splitlines():
+        fields = line.rsplit(b",", 3)
         try:
-            error = float(line.rsplit(b",", 1)[1])
-        except (IndexError, ValueError):
+            if len(fields) != 4:
+                raise ValueError("not four fields")
+            y_true, y_pred, error = float(fields[1]), float(fields[2]), float(fields[3])
+            difference = y_pred - y_true
+        except ValueError:
             skipped += 1  # the header, or a line no row of ours looks like
             continue
-        if 0.0 <= error < math.inf:  # also refuses nan
+        if 0.0 <= error < math.inf and math.isfinite(difference):  # also refuses nan
             errors.append(error)
+            differences.append(difference)
         else:
             skipped += 1
-    return errors, skipped
+    return errors, differences, skipped

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
+from pipeline import metrics
 from pipeline.settings import Common, SettingsError, report_bad_setting, setup_logging
 
 HEARTBEAT_INTERVAL = 30.0  # seconds between a service's "still here, and this much done" lines
@@ -21,16 +22,27 @@ class HasCommon(Protocol):
 
 
 SettingsT = TypeVar("SettingsT", bound=HasCommon)
+ServerT = TypeVar("ServerT")
 
 
 def main(load_settings: Callable[[], SettingsT], run: Callable[[SettingsT], int]) -> int:
-    """Load the settings, set up logging and run; a bad setting is one line on stderr and exit code 2."""
+    """Load the settings, set up logging, serve the metrics and run; a bad setting is one line and exit code 2."""
     try:
         config = load_settings()
+        setup_logging(config.common.log_level)
+        listen("METRICS_PORT", config.common.listen_address, config.common.metrics_port, metrics.serve)
     except SettingsError as error:
         return report_bad_setting(error)
-    setup_logging(config.common.log_level)
     return run(config)
+
+
+def listen(name: str, address: str, port: int, serve: Callable[[str, int], ServerT]) -> ServerT:
+    """Start a server on ``address:port`` (named by variable ``name``); a port taken or refused is a bad setting."""
+    try:
+        return serve(address, port)
+    except OSError as error:
+        where = f"{address}:{port}"
+        raise SettingsError(f"{name}: cannot listen on {where} ({error.strerror or error}); is it in use?") from None
 
 
 class Rate:

@@ -46,6 +46,14 @@ def env_int(name: str, default: int, minimum: int = 0) -> int:
     return value
 
 
+def env_port(name: str, default: int) -> int:
+    """A TCP port to listen on; 0 means the server is off."""
+    port = env_int(name, default)
+    if port > 65535:
+        raise SettingsError(f"{name} must be a port from 1 to 65535, or 0 for off, got {port}")
+    return port
+
+
 def writable_folder(name: str, path: str) -> str:
     """``path`` (from variable ``name``) as a folder this process can write, created if missing."""
     try:
@@ -91,6 +99,8 @@ class Common:
     queue_type: str
     log_level: str
     health_file: str
+    metrics_port: int = 0
+    listen_address: str = "127.0.0.1"
 
     @property
     def amqp_urls(self) -> list[str]:
@@ -105,6 +115,8 @@ def load_common() -> Common:
         queue_type=env_choice("QUEUE_TYPE", "quorum", QUEUE_TYPES),
         log_level=env_choice("LOG_LEVEL", "INFO", LOG_LEVELS),
         health_file=env_str("HEALTH_FILE", ""),
+        metrics_port=env_port("METRICS_PORT", 0),
+        listen_address=env_str("LISTEN_ADDRESS", "127.0.0.1").strip() or "127.0.0.1",
     )
 
 

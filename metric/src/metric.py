@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from prometheus_client import Counter, Gauge
+
 from pipeline import service, settings
 from pipeline.broker import Broker, Delivery
 from pipeline.join import Half, HalfJournal, Join, Pair
@@ -35,6 +37,10 @@ SYNC_DELIVERIES = 1000  # processed deliveries that force an fsync at once
 RESUME_SHARE = 0.9  # a paused side resumes once its waiting halves fall to this share of METRIC_MAX_WAITING
 SIDES = {Y_TRUE: Y_PRED, Y_PRED: Y_TRUE}  # each side and the side its partners come from
 NOT_FINITE = "the absolute error of this pair is not a finite number"
+
+ROWS_WRITTEN = Counter("pipeline_metric_rows_written", "Rows appended to metric_log.csv and fsynced")
+HALVES_WAITING = Gauge("pipeline_metric_halves_waiting", "Halves (y_true or y_pred) waiting for their partner")
+ORPHANS_RELEASED = Counter("pipeline_metric_orphans_released", "Halves moved to a dead-letter queue after waiting")
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,7 @@ class Metric:
         broker.consume(Y_PRED, self._on_half)
 
     def run(self) -> int:
+        HALVES_WAITING.set_function(lambda: len(self._join))
         self._log.open()
         self._restore_waiting_halves()
         self._broker.call_later(self._orphan_timeout / 10, self._release_orphans)
@@ -130,7 +137,7 @@ class Metric:
             self._broker.cancel_timer(self._sync_timer)
             self._sync_timer = None
         self._journal.sync()
-        self._log.sync()
+        ROWS_WRITTEN.inc(self._log.sync())
         for delivery in self._unsafe:
             self._broker.ack(delivery)
         self._unsafe.clear()
@@ -165,6 +172,7 @@ class Metric:
         if orphans:
             self._release(orphans, orphaned_after=self._orphan_timeout)
             self._orphans += len(orphans)
+            ORPHANS_RELEASED.inc(len(orphans))
             LOGGER.warning(
                 "released %d halves whose partner did not come within %g s to the dead-letter queues (%d in all)",
                 len(orphans),

@@ -8,6 +8,10 @@ histogram and the block timeline, none of which grows with the number of rows. T
 changed (both take turns), into a temporary file in the same folder renamed over the old one, so a reader never sees
 a partial PNG. A line that is no row with a finite absolute error is skipped and counted; a picture that cannot be
 drawn is logged and tried again at the next refresh: whatever the CSV holds, plot neither stops nor hangs.
+
+The drift alarm (``DriftMonitor``) compares the MAE of the last DRIFT_WINDOW rows with a reference MAE; each change
+of state is one WARNING line, the over-time picture draws the reference and shades the alarm stretches. On WEB_PORT
+plot serves a page of both pictures and the numbers (``page.py``); on METRICS_PORT, Prometheus metrics.
 """
 
 from __future__ import annotations
@@ -19,55 +23,103 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import page
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
 
 from pipeline import service
+from pipeline.drift import DriftChange, DriftMonitor
 from pipeline.health import HEALTH_INTERVAL
 from pipeline.histogram import Histogram
 from pipeline.metric_log import CsvTail
-from pipeline.settings import Common, env_float, load_common, writable_folder
+from pipeline.settings import (
+    Common,
+    SettingsError,
+    env_float,
+    env_int,
+    env_port,
+    load_common,
+    report_bad_setting,
+    writable_folder,
+)
 from pipeline.timeline import Timeline
 
 LOGGER = logging.getLogger("plot")
 
 DISTRIBUTION_PNG = "error_distribution.png"
 OVER_TIME_PNG = "error_over_time.png"
+RATE_SECONDS = 60.0  # rows per second are counted over this last stretch of time
+# upper bounds of the Prometheus histogram's buckets: fixed, so that scrapes compare; 1, 2.5, 5 per decade
+ERROR_BUCKETS = np.array([factor * 10.0**power for power in range(-3, 5) for factor in (1, 2.5, 5)] + [1e5])
+
+
+@dataclass(frozen=True)
+class DriftSettings:
+    window: int
+    ratio: float
+    reference_rows: int
+    reference_mae: float | None
+
+    def monitor(self) -> DriftMonitor:
+        return DriftMonitor(
+            window=self.window,
+            ratio=self.ratio,
+            reference_rows=self.reference_rows,
+            reference_mae=self.reference_mae,
+        )
+
+
+DEFAULT_DRIFT = DriftSettings(window=500, ratio=1.5, reference_rows=1000, reference_mae=None)
 
 
 class ErrorStats:
-    """Everything both pictures show, updated from each batch of new absolute errors."""
+    """Everything the pictures, the page and the metrics show, updated from each batch of new rows."""
 
-    def __init__(self) -> None:
+    def __init__(self, drift: DriftSettings = DEFAULT_DRIFT) -> None:
         self.histogram = Histogram()
         self.timeline = Timeline()
-        self._sum = self._sum_of_squares = 0.0
+        self.drift = drift.monitor()
+        self.buckets = np.zeros(len(ERROR_BUCKETS) + 1, dtype=np.int64)  # the last one: above every bound
+        self.sum = self._sum_of_squares = self._difference_sum = 0.0
 
     @property
     def rows(self) -> int:
         return self.timeline.rows
 
-    def add(self, errors: list[float]) -> None:
+    def add(self, errors: list[float], differences: list[float] | None = None) -> list[DriftChange]:
+        """Add rows' absolute errors (and their ``y_pred - y_true``); return the drift alarm's changes among them."""
         values = np.asarray(errors, dtype=np.float64)
-        self._sum += float(values.sum())
+        self.sum += float(values.sum())
         self._sum_of_squares += float(np.square(values).sum())
+        self._difference_sum += math.fsum(differences or ())
+        self.buckets += np.bincount(np.searchsorted(ERROR_BUCKETS, values), minlength=len(self.buckets))
         self.histogram.add(values)
         self.timeline.add(values)
+        return self.drift.add(values)
 
     @property
     def mae(self) -> float:
-        return self._sum / self.rows if self.rows else 0.0
+        return self.sum / self.rows if self.rows else 0.0
 
     @property
     def rmse(self) -> float:
         return math.sqrt(self._sum_of_squares / self.rows) if self.rows else 0.0
+
+    @property
+    def bias(self) -> float:
+        """The mean of ``y_pred - y_true``: above 0, the model guesses too high on average."""
+        return self._difference_sum / self.rows if self.rows else 0.0
 
 
 class Picture:
@@ -79,6 +131,7 @@ class Picture:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.version = 0  # pictures saved: the page asks for a picture again when this changes
         self.figure = Figure(figsize=(8, 5), dpi=100)
         FigureCanvasAgg(self.figure)
         self.figure.subplots_adjust(left=0.12, right=0.97, top=0.88, bottom=0.11)
@@ -93,6 +146,7 @@ class Picture:
         # low compression: encoding is most of a redraw, and the picture is replaced every few seconds
         self.figure.savefig(temporary, format="png", pil_kwargs={"compress_level": 1})
         os.replace(temporary, self.path)
+        self.version += 1
 
 
 class DistributionPicture(Picture):
@@ -143,6 +197,11 @@ class OverTimePicture(Picture):
         super().__init__(path)
         (self._mae,) = self.axes.plot([], [], color="tab:orange", linewidth=1.5)
         (self._p90,) = self.axes.plot([], [], color="tab:red", linewidth=1.0, linestyle="--")
+        self._reference = self.axes.axhline(0, color="tab:green", linewidth=1.0, linestyle=":")
+        self._reference_label = self.axes.text(
+            0.01, 0, "", color="tab:green", fontsize=8, va="bottom", transform=self.axes.get_yaxis_transform()
+        )
+        self._alarms: list[Any] = []  # shaded stretches of rows during which the drift alarm was up
         self.axes.set_xlabel("row of metric_log.csv (end of block)")
         self.axes.set_ylabel("absolute error: MAE (solid), p90 (dashed)")
 
@@ -160,6 +219,7 @@ class OverTimePicture(Picture):
             self.axes.set_xlim(0, timeline.block_size)
             self.axes.set_ylim(0, 1)
             shown = "no block complete yet"
+        self._draw_drift(stats)
         self.empty.set_text(f"waiting for the first {timeline.block_size:,} rows: {stats.rows:,} so far")
         self.empty.set_visible(not timeline.ends)
         self.axes.set_title(
@@ -168,33 +228,75 @@ class OverTimePicture(Picture):
         )
         self.save()
 
+    def _draw_drift(self, stats: ErrorStats) -> None:
+        """The reference MAE as a dotted line, and the rows during which the drift alarm was up shaded."""
+        drift = stats.drift
+        reference = drift.reference_mae
+        self._reference.set_visible(reference is not None and bool(stats.timeline.ends))
+        self._reference_label.set_visible(self._reference.get_visible())
+        if reference is not None:
+            self._reference.set_ydata([reference])
+            self._reference_label.set_y(reference)
+            self._reference_label.set_text(f"reference MAE {reference:.4g}; alarm above {drift.threshold:.4g}")
+        for patch in self._alarms:
+            patch.remove()
+        self._alarms = [
+            self.axes.axvspan(stretch.start, stretch.end or stats.rows, color="tab:red", alpha=0.15, linewidth=0)
+            for stretch in drift.stretches
+        ]
+
 
 class Plotter:
     """One refresh per interval, drawing at most one picture: the distribution when rows were added, the course over
-    time when a block is complete; if both are due they take turns, so a refresh costs one draw at most."""
+    time when a block is complete (or the drift alarm changed); if both are due they take turns, so a refresh costs
+    one draw at most. After each refresh ``snapshot`` holds the numbers for the page and the metrics."""
 
-    def __init__(self, logs_dir: Path) -> None:
+    def __init__(self, logs_dir: Path, drift: DriftSettings = DEFAULT_DRIFT) -> None:
         self._tail = CsvTail(logs_dir / "metric_log.csv")
         self._distribution = DistributionPicture(logs_dir / DISTRIBUTION_PNG)
         self._over_time = OverTimePicture(logs_dir / OVER_TIME_PNG)
-        self._stats = ErrorStats()
+        self._drift_settings = drift
+        self._stats = ErrorStats(drift)
         self._distribution_due = self._over_time_due = True
         self._over_time_waited = False
         self._blocks_drawn = 0  # the row that ends the last block error_over_time.png shows
+        self._rates: deque[tuple[float, int]] = deque()  # (monotonic time, rows) at each refresh of the last minute
         self.draws = 0
+        self.snapshot = Snapshot.of(self._stats, rows_per_second=0.0, last_row_at=None, pictures=self.pictures)
+
+    @property
+    def pictures(self) -> dict[str, int]:
+        """Each picture's file name and how many times it was drawn: its version for the page."""
+        return {picture.path.name: picture.version for picture in (self._distribution, self._over_time)}
 
     def refresh(self) -> bool:
         """Read new rows and redraw a picture that is due. Return whether one was redrawn."""
+        self._read_new_rows()
+        drawn = self._draw_one()
+        self.snapshot = Snapshot.of(
+            self._stats,
+            rows_per_second=self._rows_per_second(),
+            last_row_at=self._tail.modified if self._stats.rows else None,
+            pictures=self.pictures,
+        )
+        return drawn
+
+    def _read_new_rows(self) -> None:
         while True:
-            errors, restarted = self._tail.read_new()
+            errors, differences, restarted = self._tail.read_new()
             if restarted:
                 LOGGER.info("%s was replaced; counting from its start", self._tail.path)
-                self._stats = ErrorStats()
+                self._stats = ErrorStats(self._drift_settings)
+                self._rates.clear()
                 self._over_time_due = True
-            self._stats.add(errors)
+            for change in self._stats.add(errors, differences):
+                log_drift(change, self._stats.drift)
+                self._over_time_due = True
             self._distribution_due = self._distribution_due or restarted or bool(errors)
             if self._tail.caught_up:
-                break
+                return
+
+    def _draw_one(self) -> bool:
         blocks_end = self._stats.timeline.ends[-1] if self._stats.timeline.ends else 0
         self._over_time_due = self._over_time_due or blocks_end != self._blocks_drawn
         updated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -218,13 +320,122 @@ class Plotter:
         LOGGER.debug("redrew %s with %d rows", picture.path.name, self._stats.rows)
         return True
 
+    def _rows_per_second(self) -> float:
+        """Rows per second over the last minute; rows found at the first look (a backlog) do not count."""
+        now, rows = time.monotonic(), self._stats.rows
+        self._rates.append((now, rows))
+        while now - self._rates[0][0] > RATE_SECONDS:
+            self._rates.popleft()
+        since, rows_then = self._rates[0]
+        return (rows - rows_then) / (now - since) if now - since >= 1.0 else 0.0
+
     def heartbeat(self) -> None:
         LOGGER.info(
-            "heartbeat: %d rows read, %d lines skipped, %d pictures drawn, MAE %.4g",
+            "heartbeat: %d rows read, %d lines skipped, %d pictures drawn, MAE %.4g, drift alarm %s",
             self._stats.rows,
             self._tail.skipped,
             self.draws,
             self._stats.mae,
+            "up" if self._stats.drift.alarm else "down",
+        )
+
+
+def log_drift(change: DriftChange, drift: DriftMonitor) -> None:
+    """One WARNING line per change of the drift alarm's state."""
+    if change.alarm:
+        LOGGER.warning(
+            "drift alarm raised at row %d: MAE over the last %d rows %.4g > %g x reference MAE %.4g",
+            change.row,
+            drift.window,
+            change.window_mae,
+            drift.ratio,
+            change.reference_mae,
+        )
+    else:
+        LOGGER.warning(
+            "drift alarm cleared at row %d: MAE over the last %d rows %.4g < %g x reference MAE %.4g",
+            change.row,
+            drift.window,
+            change.window_mae,
+            drift.clear_ratio,
+            change.reference_mae,
+        )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The numbers of one refresh, read by the page's and the metrics' threads (never the live statistics)."""
+
+    rows: int
+    mae: float
+    rmse: float
+    median: float
+    p90: float
+    p99: float
+    bias: float
+    error_sum: float
+    buckets: tuple[int, ...]
+    rows_per_second: float
+    last_row_at: float | None  # when the CSV was last written, if it has rows (seconds since the epoch)
+    drift: dict[str, Any]
+    pictures: dict[str, int]
+
+    @classmethod
+    def of(
+        cls, stats: ErrorStats, *, rows_per_second: float, last_row_at: float | None, pictures: dict[str, int]
+    ) -> Snapshot:
+        drift = stats.drift
+        return cls(
+            rows=stats.rows,
+            mae=stats.mae,
+            rmse=stats.rmse,
+            median=stats.histogram.quantile(0.5),
+            p90=stats.histogram.quantile(0.9),
+            p99=stats.histogram.quantile(0.99),
+            bias=stats.bias,
+            error_sum=stats.sum,
+            buckets=tuple(int(count) for count in stats.buckets),
+            rows_per_second=rows_per_second,
+            last_row_at=last_row_at,
+            drift={
+                "alarm": drift.alarm,
+                "reference_mae": drift.reference_mae,
+                "window_mae": drift.window_mae,
+                "threshold": drift.threshold,
+                "ratio": drift.ratio,
+                "clear_ratio": drift.clear_ratio,
+                "window": drift.window,
+                "reference_rows": drift.reference_rows,
+                "alarms": drift.alarms,
+                "alarm_since_row": drift.stretches[-1].start if drift.alarm else None,
+            },
+            pictures=dict(pictures),
+        )
+
+
+class PlotMetrics(Collector):
+    """plot's Prometheus metrics, read from the latest snapshot at each scrape."""
+
+    def __init__(self, plotter: Plotter) -> None:
+        self._plotter = plotter
+
+    def collect(self) -> Iterator[Any]:
+        snapshot = self._plotter.snapshot
+        yield CounterMetricFamily("pipeline_rows", "Rows of metric_log.csv read by plot", value=snapshot.rows)
+        yield GaugeMetricFamily("pipeline_absolute_error_mean", "MAE of every row so far", value=snapshot.mae)
+        yield GaugeMetricFamily(
+            "pipeline_drift_alarm", "1 while the drift alarm is up, else 0", value=int(snapshot.drift["alarm"])
+        )
+        for key, text in (("reference_mae", "Reference MAE of the drift alarm"), ("window_mae", "MAE of the window")):
+            if snapshot.drift[key] is not None:
+                yield GaugeMetricFamily(f"pipeline_drift_{key}", text, value=snapshot.drift[key])
+        cumulative = np.cumsum(snapshot.buckets)
+        buckets = [(f"{bound:g}", float(count)) for bound, count in zip(ERROR_BUCKETS, cumulative, strict=False)]
+        yield HistogramMetricFamily(
+            "pipeline_absolute_error",
+            "Absolute errors of every row so far",
+            buckets=[*buckets, ("+Inf", float(snapshot.rows))],
+            sum_value=snapshot.error_sum,
         )
 
 
@@ -232,19 +443,50 @@ class Plotter:
 class Settings:
     common: Common
     interval: float
+    web_port: int
+    stalled_after: float
+    drift: DriftSettings
 
 
 def load_settings() -> Settings:
     common = load_common()
     writable_folder("LOGS_DIR", common.logs_dir)
-    return Settings(common=common, interval=env_float("PLOT_INTERVAL", 2.0, minimum=0.05))
+    return Settings(
+        common=common,
+        interval=env_float("PLOT_INTERVAL", 2.0, minimum=0.05),
+        web_port=env_port("WEB_PORT", 8000),
+        stalled_after=env_float("STALLED_AFTER", 15.0, minimum=1.0),
+        drift=load_drift_settings(),
+    )
+
+
+def load_drift_settings() -> DriftSettings:
+    ratio = env_float("DRIFT_RATIO", DEFAULT_DRIFT.ratio, minimum=1.0)
+    if ratio <= 1.0:
+        raise SettingsError(f"DRIFT_RATIO must be above 1 (the alarm compares with ratio x reference), got {ratio:g}")
+    reference_mae = None
+    if os.environ.get("DRIFT_REFERENCE_MAE", "").strip():
+        reference_mae = env_float("DRIFT_REFERENCE_MAE", 0.0)
+        if reference_mae <= 0:
+            raise SettingsError("DRIFT_REFERENCE_MAE must be above 0, or unset to learn it from the first rows")
+    return DriftSettings(
+        window=env_int("DRIFT_WINDOW", DEFAULT_DRIFT.window, minimum=1),
+        ratio=ratio,
+        reference_rows=env_int("DRIFT_REFERENCE_ROWS", DEFAULT_DRIFT.reference_rows, minimum=1),
+        reference_mae=reference_mae,
+    )
 
 
 def run(config: Settings) -> int:
     stopped = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopped.set())
-    plotter = Plotter(Path(config.common.logs_dir))
+    plotter = Plotter(Path(config.common.logs_dir), config.drift)
+    REGISTRY.register(PlotMetrics(plotter))
+    try:
+        page.serve(config, plotter)
+    except SettingsError as error:
+        return report_bad_setting(error)
     pictures = f"{DISTRIBUTION_PNG} and {OVER_TIME_PNG}"
     LOGGER.info("ready: refreshing %s in %s every %g s", pictures, config.common.logs_dir, config.interval)
     due = heartbeat_due = time.monotonic()

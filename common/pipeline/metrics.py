@@ -1,0 +1,26 @@
+"""Prometheus metrics every service shares, and the HTTP endpoint that serves them on ``METRICS_PORT``.
+
+The broker counts what crosses the wire: messages published (confirmed by the broker), consumed (acked after their
+work was done) and rejected into a dead-letter queue, each by queue, and reconnects. A service adds its own metrics
+to the same default registry; ``serve`` exposes them all at ``/metrics`` with ``prometheus_client``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import Counter, start_http_server
+
+LOGGER = logging.getLogger(__name__)
+
+PUBLISHED = Counter("pipeline_messages_published", "Messages published and confirmed by the broker", ["queue"])
+CONSUMED = Counter("pipeline_messages_consumed", "Messages consumed and acked once their work was done", ["queue"])
+REJECTED = Counter("pipeline_messages_rejected", "Messages rejected into the queue's dead-letter queue", ["queue"])
+RECONNECTS = Counter("pipeline_reconnects", "Connections to the broker lost and tried again")
+
+
+def serve(address: str, port: int) -> None:
+    """Serve ``/metrics`` on ``address:port`` in a background thread; port 0 means off."""
+    if port:
+        start_http_server(port, addr=address)
+        LOGGER.info("serving Prometheus metrics at http://%s:%d/metrics", address, port)

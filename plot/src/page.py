@@ -1,0 +1,152 @@
+"""plot's live page: both pictures and the numbers, on WEB_PORT, served by the standard library in its own threads.
+
+Four routes answer, each a GET (or HEAD): ``/`` (page.html: HTML, CSS and a little JavaScript, nothing from
+elsewhere), ``/summary.json`` (the numbers of the latest refresh), ``/error_distribution.png`` and
+``/error_over_time.png`` (the files plot last saved; a query string such as ``?v=3`` is ignored). Anything else is a
+404. The server only reads: the latest snapshot (replaced whole by the drawing thread) and the picture files (replaced
+by a rename, so a reader gets a whole old or a whole new file). Each connection has its own thread with a socket
+timeout, and there are at most MAX_CONNECTIONS of them, so a slow or hostile client costs a thread at most: the
+drawing loop never waits on one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipeline import service
+
+if TYPE_CHECKING:
+    from plot import Plotter, Settings, Snapshot
+
+LOGGER = logging.getLogger("plot.page")
+
+PAGE = Path(__file__).with_name("page.html")
+PICTURE_ROUTES = {f"/{name}": name for name in ("error_distribution.png", "error_over_time.png")}
+CLIENT_TIMEOUT = 10.0  # seconds a client may take to send its request or to take a response
+MAX_CONNECTIONS = 32  # connections served at once; more are closed at once
+
+
+def summary(snapshot: Snapshot, now: float, stalled_after: float) -> dict[str, Any]:
+    """The numbers for ``/summary.json``: the snapshot's, and the seconds since the last row as of ``now``."""
+    since = None if snapshot.last_row_at is None else max(0.0, now - snapshot.last_row_at)
+    numbers = {
+        "rows": snapshot.rows,
+        "mae": snapshot.mae,
+        "rmse": snapshot.rmse,
+        "median": snapshot.median,
+        "p90": snapshot.p90,
+        "p99": snapshot.p99,
+        "bias": snapshot.bias,
+        "rows_per_second": snapshot.rows_per_second,
+        "seconds_since_last_row": since,
+        "stalled": since is not None and since > stalled_after,
+        "stalled_after": stalled_after,
+        "drift": snapshot.drift,
+        "pictures": {
+            name.removesuffix(".png"): f"/{name}?v={version}" if version else None
+            for name, version in snapshot.pictures.items()
+        },
+    }
+    return _finite(numbers)
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or infinity: such a number becomes null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    return value
+
+
+class PageServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], plotter: Plotter, logs_dir: Path, stalled_after: float) -> None:
+        super().__init__(address, PageHandler)
+        self.plotter, self.logs_dir, self.stalled_after = plotter, logs_dir, stalled_after
+        self.page = PAGE.read_bytes()
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)  # busy: this client may try again
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+class PageHandler(BaseHTTPRequestHandler):
+    server: PageServer
+    timeout = CLIENT_TIMEOUT
+    server_version = "plot"
+    sys_version = ""
+
+    def do_GET(self) -> None:
+        self._answer(with_body=True)
+
+    def do_HEAD(self) -> None:
+        self._answer(with_body=False)
+
+    def _answer(self, *, with_body: bool) -> None:
+        route = self.path.partition("?")[0]  # the standard library has already collapsed a leading "//"
+        answer: tuple[bytes, str] | None = None
+        if route == "/":
+            answer = self.server.page, "text/html; charset=utf-8"
+        elif route == "/summary.json":
+            answer = self._summary()
+        elif route in PICTURE_ROUTES:
+            answer = self._picture(PICTURE_ROUTES[route])
+        if answer is None:
+            self.send_error(HTTPStatus.NOT_FOUND)
+            return
+        body, content_type = answer
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.end_headers()
+        if with_body:
+            self.wfile.write(body)
+
+    def _summary(self) -> tuple[bytes, str]:
+        numbers = summary(self.server.plotter.snapshot, time.time(), self.server.stalled_after)
+        return json.dumps(numbers).encode(), "application/json"
+
+    def _picture(self, name: str) -> tuple[bytes, str] | None:
+        try:
+            return (self.server.logs_dir / name).read_bytes(), "image/png"
+        except OSError:
+            return None  # not drawn yet
+
+    def log_message(self, format: str, *args: Any) -> None:
+        LOGGER.debug("%s %s", self.address_string(), format % args)
+
+
+def serve(config: Settings, plotter: Plotter) -> PageServer | None:
+    """Start the page on LISTEN_ADDRESS:WEB_PORT in a background thread; WEB_PORT=0 means no page."""
+    if not config.web_port:
+        return None
+
+    def start(address: str, port: int) -> PageServer:
+        server = PageServer((address, port), plotter, Path(config.common.logs_dir), config.stalled_after)
+        threading.Thread(target=server.serve_forever, name="page", daemon=True).start()
+        return server
+
+    server = service.listen("WEB_PORT", config.common.listen_address, config.web_port, start)
+    LOGGER.info("serving the page at http://%s:%d/", config.common.listen_address, config.web_port)
+    return server

@@ -1,0 +1,102 @@
+"""The page in a real browser: Debian's Chromium driven by Playwright (never `playwright install`: the browser is the
+system's). plot runs as a process on a real CSV; the browser must show both pictures, the CSV's numbers, new rows
+without a reload, the drift banner and the stalled state, with no error in its console."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.helpers import Services, free_port, port_open, wait_until
+from tests.test_page import UNREACHABLE, csv_numbers, write_rows
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+WAIT_MS = 30_000
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    assert CHROMIUM.exists(), "the browser tests need Debian's chromium: apt-get install chromium (make test does)"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM))
+        yield browser
+        browser.close()
+
+
+def number(page: Page, element: str) -> float:
+    return float(page.text_content(element).replace(",", ""))  # type: ignore[union-attr]
+
+
+def natural_width(page: Page, element: str) -> int:
+    return int(page.eval_on_selector(element, "img => img.complete ? img.naturalWidth : 0"))
+
+
+def test_the_page_shows_the_csv_live_in_a_real_browser(browser: Browser, tmp_path: Path, logs_dir: Path) -> None:
+    csv = logs_dir / "metric_log.csv"
+    csv.touch()
+    write_rows(csv, 3000, seed=21)
+    port = free_port()
+    services = Services(
+        tmp_path,
+        {
+            "AMQP_URL": UNREACHABLE,
+            "LOGS_DIR": str(logs_dir),
+            "PLOT_INTERVAL": "0.2",
+            "WEB_PORT": str(port),
+            "STALLED_AFTER": "3",
+            "DRIFT_REFERENCE_ROWS": "1000",
+            "DRIFT_WINDOW": "200",
+        },
+    )
+    services.start("plot")
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    problems: list[str] = []
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    try:
+        wait_until(lambda: port_open(port), 30, "the page to listen")
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.wait_for_function("document.getElementById('rows').textContent === '3,000'", timeout=WAIT_MS)
+        wait_for_pictures(page)
+        expected = csv_numbers(csv)
+        assert number(page, "#rows") == expected["rows"] == 3000
+        assert math.isclose(number(page, "#mae"), expected["mae"], rel_tol=1e-6)
+        assert math.isclose(number(page, "#rmse"), expected["rmse"], rel_tol=1e-6)
+        assert math.isclose(number(page, "#bias"), expected["bias"], rel_tol=1e-6)
+        assert page.text_content("#drift-state") == "ok"
+        assert page.is_hidden("#drift-banner") and page.is_hidden("#stalled-banner")
+        first = picture_urls(page)
+
+        page.evaluate("window.sameDocument = true")
+        write_rows(csv, 600, seed=22, shift=60.0)  # the model now guesses 60 too high: drift
+        page.wait_for_function("document.getElementById('rows').textContent === '3,600'", timeout=WAIT_MS)
+        page.wait_for_selector("#drift-banner", state="visible", timeout=WAIT_MS)
+        wait_until(lambda: all(a != b for a, b in zip(first, picture_urls(page), strict=True)), 30, "new pictures")
+        wait_for_pictures(page)
+        assert page.evaluate("window.sameDocument") is True, "the numbers and pictures changed without a reload"
+        assert math.isclose(number(page, "#mae"), csv_numbers(csv)["mae"], rel_tol=1e-6)
+        assert page.text_content("#drift-state") == "ALARM"
+        assert "drift alarm since row" in (page.text_content("#drift-banner") or "")
+
+        page.wait_for_selector("#stalled-banner", state="visible", timeout=WAIT_MS)
+        assert "stalled" in (page.text_content("#stalled-banner") or "")
+        page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+        assert problems == [], f"console errors: {problems}"
+    finally:
+        page.close()
+        services.stop_all()
+
+
+def wait_for_pictures(page: Page) -> None:
+    for element in ("#error_distribution", "#error_over_time"):
+        wait_until(lambda element=element: natural_width(page, element) > 0, 30, f"{element} loaded")
+
+
+def picture_urls(page: Page) -> list[str]:
+    return [page.get_attribute(f"#{name}", "src") or "" for name in ("error_distribution", "error_over_time")]

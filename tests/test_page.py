@@ -1,0 +1,179 @@
+"""plot's page and /summary.json over real HTTP from a real plot process: its routes, its numbers against the CSV,
+the stalled state, and clients that are slow or hostile while the pictures must keep being redrawn."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import math
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pipeline.metric_log import HEADER, format_row
+from tests.helpers import Services, free_port, port_open, wait_until
+
+UNREACHABLE = "amqp://guest:guest@127.0.0.1:1/%2F"  # plot never connects to a broker
+PICTURES = ("error_distribution.png", "error_over_time.png")
+
+
+def write_rows(csv: Path, rows: int, seed: int, shift: float = 0.0) -> None:
+    generator = np.random.default_rng(seed)
+    truth = generator.normal(100, 30, rows)
+    predicted = truth + generator.normal(2.0 + shift, 10, rows)
+    lines = b"".join(
+        format_row(f"{seed}-{n}", float(t), float(p)) for n, (t, p) in enumerate(zip(truth, predicted, strict=True))
+    )
+    with csv.open("ab") as file:
+        file.write((HEADER if csv.stat().st_size == 0 else b"") + lines)
+
+
+def csv_numbers(csv: Path) -> dict[str, float]:
+    data = np.loadtxt(csv, delimiter=",", skiprows=1, usecols=(1, 2, 3))
+    errors = data[:, 2]
+    return {
+        "rows": len(data),
+        "mae": float(errors.mean()),
+        "rmse": float(np.sqrt(np.square(errors).mean())),
+        "bias": float((data[:, 1] - data[:, 0]).mean()),
+        "median": float(np.median(errors)),
+        "p90": float(np.quantile(errors, 0.9)),
+        "p99": float(np.quantile(errors, 0.99)),
+        "max": float(errors.max()),
+    }
+
+
+class Page:
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    def get(self, path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            connection.request(method, path)
+            response = connection.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            connection.close()
+
+    def summary(self) -> dict[str, Any]:
+        status, _headers, body = self.get("/summary.json")
+        assert status == 200
+        return json.loads(body)
+
+
+@pytest.fixture
+def page(tmp_path: Path, logs_dir: Path) -> Iterator[tuple[Page, Services, Path]]:
+    csv = logs_dir / "metric_log.csv"
+    csv.touch()
+    port = free_port()
+    services = Services(
+        tmp_path,
+        {
+            "AMQP_URL": UNREACHABLE,
+            "LOGS_DIR": str(logs_dir),
+            "PLOT_INTERVAL": "0.2",
+            "WEB_PORT": str(port),
+            "STALLED_AFTER": "2",
+            "DRIFT_REFERENCE_ROWS": "500",
+            "DRIFT_WINDOW": "200",
+        },
+    )
+    services.start("plot")
+    try:
+        wait_until(lambda: port_open(port), 30, "the page to listen")
+        yield Page(port), services, csv
+    finally:
+        services.stop_all()
+        print(services.log("plot")[-3000:])
+
+
+def test_only_the_named_routes_answer(page: tuple[Page, Services, Path]) -> None:
+    client, _services, csv = page
+    write_rows(csv, 300, seed=1)
+    wait_until(lambda: all(client.summary()["pictures"].values()), 30, "both pictures drawn")
+    status, headers, body = client.get("/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html") and b"/summary.json" in body
+    assert b"http://" not in body and b"https://" not in body, "nothing from elsewhere: the page works offline"
+    for name in PICTURES:
+        status, headers, body = client.get(f"/{name}?v=7")
+        assert (status, headers["Content-Type"], body[:8]) == (200, "image/png", b"\x89PNG\r\n\x1a\n")
+    assert client.get("/summary.json", method="HEAD")[0] == 200
+    for path in (
+        "/index.html",
+        "/metric_log.csv",
+        "/page.html",
+        "/plot.py",
+        "/logs/",
+        "/error_distribution.png/",
+        "//error_distribution.png/",
+        "http://127.0.0.1/summary.json",
+        "/summary.json/x",
+        "/%2e%2e/%2e%2e/etc/passwd",
+        "/../../etc/passwd",
+        "/metrics",
+        "/.error_distribution.png.tmp",
+    ):
+        assert client.get(path)[0] == 404, path
+    assert client.get("/summary.json", method="POST")[0] == 501
+    with socket.create_connection(("127.0.0.1", client.port), timeout=10) as raw:  # a path with no leading slash
+        raw.sendall(b"GET error_distribution.png HTTP/1.0\r\n\r\n")
+        assert raw.recv(64).startswith(b"HTTP/1.0 404")
+
+
+def test_the_summary_holds_the_numbers_of_the_csv(page: tuple[Page, Services, Path]) -> None:
+    client, _services, csv = page
+    write_rows(csv, 5000, seed=2)
+    wait_until(lambda: client.summary()["rows"] == 5000, 30, "5000 rows in the summary")
+    summary, expected = client.summary(), csv_numbers(csv)
+    for key in ("mae", "rmse", "bias"):
+        assert math.isclose(summary[key], expected[key], rel_tol=1e-9), key
+    for key in ("median", "p90", "p99"):  # from the fine histogram: within a bin of 1/1024 of the range
+        assert abs(summary[key] - expected[key]) <= 2 * expected["max"] / 1024, key
+    assert summary["drift"]["alarm"] is False
+    assert math.isclose(
+        summary["drift"]["reference_mae"],
+        float(np.loadtxt(csv, delimiter=",", skiprows=1, usecols=3)[:500].mean()),
+        rel_tol=1e-9,
+    )
+    assert summary["seconds_since_last_row"] >= 0
+
+
+def test_stalled_appears_when_rows_stop_and_goes_when_they_come(page: tuple[Page, Services, Path]) -> None:
+    client, _services, csv = page
+    assert client.summary()["seconds_since_last_row"] is None and client.summary()["stalled"] is False
+    write_rows(csv, 100, seed=3)
+    wait_until(lambda: client.summary()["rows"] == 100, 30, "100 rows")
+    wait_until(lambda: client.summary()["stalled"], 30, "the stalled state (STALLED_AFTER=2)")
+    write_rows(csv, 100, seed=4)
+    wait_until(lambda: not client.summary()["stalled"], 30, "the stalled state to clear")
+    assert client.summary()["rows"] == 200
+
+
+def test_slow_and_hostile_clients_do_not_stop_the_pictures(page: tuple[Page, Services, Path], logs_dir: Path) -> None:
+    client, services, csv = page
+    write_rows(csv, 300, seed=5)
+    wait_until(lambda: all(client.summary()["pictures"].values()), 30, "both pictures drawn")
+    picture = logs_dir / "error_distribution.png"
+    silent = [socket.create_connection(("127.0.0.1", client.port)) for _ in range(40)]  # never send a request
+    for connection in silent[:5]:
+        connection.sendall(b"GET /summary.json HTTP/1.1\r\nHost: x\r\n")  # a request that never ends
+    stuck = socket.socket()
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stuck.connect(("127.0.0.1", client.port))
+    for _ in range(50):  # pictures asked for and never read
+        stuck.sendall(b"GET /error_distribution.png HTTP/1.1\r\nHost: x\r\n\r\n")
+    try:
+        for round_ in range(3):
+            before = picture.stat().st_ino
+            write_rows(csv, 100, seed=10 + round_)
+            wait_until(lambda before=before: picture.stat().st_ino != before, 30, "the picture redrawn")
+    finally:
+        for connection in [*silent, stuck]:
+            connection.close()
+    wait_until(lambda: client.summary()["rows"] == 600, 30, "the page to answer again with every row")
+    assert services.processes["plot"].poll() is None
