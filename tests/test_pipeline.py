@@ -155,6 +155,13 @@ def test_sigterm_stops_every_service_with_0_and_loses_nothing(stream: Stream) ->
         ("plot", "LOG_LEVEL", "LOUD"),
         ("metric", "LOGS_DIR", "/dev/null/logs"),
         ("plot", "LOGS_DIR", "/proc/pipeline-logs"),
+        ("plot", "WEB_PORT", "70000"),
+        ("plot", "STALLED_AFTER", "0"),
+        ("plot", "DRIFT_RATIO", "1"),
+        ("plot", "DRIFT_WINDOW", "0"),
+        ("plot", "DRIFT_REFERENCE_ROWS", "many"),
+        ("plot", "DRIFT_REFERENCE_MAE", "0"),
+        ("metric", "METRICS_PORT", "http"),
     ],
 )
 def test_a_bad_setting_stops_the_service_at_start_naming_the_variable(
