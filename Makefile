@@ -7,7 +7,7 @@ PYTHON := $(VENV)/bin/python
 RABBITMQ_SERVER := /usr/lib/rabbitmq/bin/rabbitmq-server
 SERVICE_REQUIREMENTS := features/requirements.txt model/requirements.txt metric/requirements.txt plot/requirements.txt
 
-.PHONY: help install train pictures test e2e chaos bench lint format rabbitmq up up-cluster down clean
+.PHONY: help install train pictures test e2e chaos bench lint format rabbitmq browser up up-cluster down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -33,7 +33,15 @@ rabbitmq: ## Make sure Debian's rabbitmq-server is installed (the tests start pr
 	    echo "make test needs RabbitMQ's server at $(RABBITMQ_SERVER): install the rabbitmq-server package (Debian/Ubuntu: sudo apt-get install rabbitmq-server)"; exit 1; \
 	  fi; }
 
-test: install rabbitmq ## Run the unit and integration tests (they start their own RabbitMQ nodes)
+browser: ## Make sure Debian's chromium (the browser tests) and promtool (checks monitoring/prometheus.yml) are installed
+	@test -x /usr/bin/chromium -a -x /usr/bin/promtool || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium prometheus >/dev/null; \
+	  else \
+	    echo "make test needs Debian's chromium and promtool: install the chromium and prometheus packages (sudo apt-get install chromium prometheus)"; exit 1; \
+	  fi; }
+
+test: install rabbitmq browser ## Run the unit, integration and browser tests (they start their own RabbitMQ nodes)
 	$(PYTHON) -m pytest -m "not compose and not chaos"
 
 chaos: install rabbitmq ## Kill services and the broker at random during a full-speed run; CHAOS_SEED=N replays one, CHAOS_CLUSTER=3 kills cluster nodes
@@ -42,7 +50,7 @@ chaos: install rabbitmq ## Kill services and the broker at random during a full-
 bench: install rabbitmq ## Print the benchmark table (drain, wire limit, latency, plot); BENCH_* variables size it
 	$(PYTHON) -m tests.bench.bench
 
-pictures: install rabbitmq ## Regenerate docs/*.png: the services on data/wine.csv, their two pictures copied to docs/
+pictures: install rabbitmq browser ## Regenerate docs/*.png: the services on data/wine.csv, their pictures and a screenshot of the page
 	$(PYTHON) -m docs.pictures
 
 e2e: install ## Build and run the shipped Compose stack and check it end to end (needs Docker; see README)

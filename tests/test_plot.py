@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.timeline import FIRST_BLOCK
-from plot import Plotter
+from plot import DriftSettings, Plotter
 from tests.helpers import Services, wait_until
 
 HEADER = b"id,y_true,y_pred,absolute_error\n"
@@ -163,3 +163,23 @@ def test_the_error_over_time_says_how_many_rows_it_waits_for(tmp_path: Path) -> 
     assert picture.empty.get_visible()
     assert picture.empty.get_text() == f"waiting for the first {FIRST_BLOCK} rows: 23 so far"
     assert "rows 1 to 0" not in picture.axes.get_title()
+
+
+def test_the_error_over_time_shows_every_block_after_an_empty_start_and_the_drift_marks(tmp_path: Path) -> None:
+    csv = tmp_path / "metric_log.csv"
+    csv.write_bytes(HEADER)
+    plotter = Plotter(tmp_path, DriftSettings(window=100, ratio=1.5, reference_rows=200, reference_mae=None))
+    while plotter.refresh():  # the empty state first, as when plot starts before the first row
+        pass
+    with csv.open("ab") as file:
+        file.write(b"".join(b"r%d,1.0,2.0,1.0\n" % i for i in range(20 * FIRST_BLOCK)))
+        file.write(b"".join(b"s%d,1.0,4.0,3.0\n" % i for i in range(10 * FIRST_BLOCK)))
+    while plotter.refresh():
+        pass
+    picture = plotter._over_time
+    assert picture.axes.get_xlim() == (0, 30 * FIRST_BLOCK), "every block in view, not the empty state's axis"
+    assert picture._mae.get_xdata()[-1] == 30 * FIRST_BLOCK
+    assert picture._reference.get_visible() and picture._reference.get_ydata()[0] == 1.0
+    [alarm] = picture._alarms
+    assert alarm.get_x() > 20 * FIRST_BLOCK, "the shaded stretch starts after the shift"
+    assert plotter.snapshot.drift["alarm"] is True and plotter.snapshot.drift["alarms"] == 1

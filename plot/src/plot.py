@@ -199,7 +199,14 @@ class OverTimePicture(Picture):
         (self._p90,) = self.axes.plot([], [], color="tab:red", linewidth=1.0, linestyle="--")
         self._reference = self.axes.axhline(0, color="tab:green", linewidth=1.0, linestyle=":")
         self._reference_label = self.axes.text(
-            0.01, 0, "", color="tab:green", fontsize=8, va="bottom", transform=self.axes.get_yaxis_transform()
+            0.01,
+            0.98,
+            "",
+            color="tab:green",
+            fontsize=8,
+            va="top",
+            transform=self.axes.transAxes,
+            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1},
         )
         self._alarms: list[Any] = []  # shaded stretches of rows during which the drift alarm was up
         self.axes.set_xlabel("row of metric_log.csv (end of block)")
@@ -210,8 +217,7 @@ class OverTimePicture(Picture):
         self._mae.set_data(timeline.ends, timeline.means)
         self._p90.set_data(timeline.ends, timeline.p90)
         if timeline.ends:
-            self.axes.relim()
-            self.axes.autoscale_view()
+            self.axes.set_xlim(0, timeline.ends[-1])  # set each time: the empty state's limits must not stay
             top = 1.1 * max(*timeline.p90, *timeline.means)
             self.axes.set_ylim(0, top if 0 < top < math.inf else 1.0)
             shown = f"rows 1 to {timeline.ends[-1]:,}"
@@ -236,8 +242,9 @@ class OverTimePicture(Picture):
         self._reference_label.set_visible(self._reference.get_visible())
         if reference is not None:
             self._reference.set_ydata([reference])
-            self._reference_label.set_y(reference)
-            self._reference_label.set_text(f"reference MAE {reference:.4g}; alarm above {drift.threshold:.4g}")
+            self._reference_label.set_text(
+                f"dotted: drift reference MAE {reference:.4g}; alarm above {drift.threshold:.4g} (shaded)"
+            )
         for patch in self._alarms:
             patch.remove()
         self._alarms = [

@@ -16,6 +16,8 @@ import subprocess
 import sys
 import tarfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +25,7 @@ import matplotlib.image
 import pika
 import pika.exceptions
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import REPO, free_port, parse_rows, row_count, wait_until
 
@@ -47,8 +50,6 @@ x-service: &service
   <<: *loopback
   build:
     network: host
-  environment:
-    AMQP_URL: amqp://{user}:{password}@rabbitmq:{amqp}/%2F
 services:
   rabbitmq:
     <<: *loopback
@@ -57,10 +58,27 @@ services:
       RABBITMQ_DIST_PORT: "{dist}"
       ERL_EPMD_PORT: "{epmd}"
       RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS: "-rabbitmq_management tcp_config [{{port,{management}}}]"
-  features: *service
-  model: *service
-  metric: *service
-  plot: *service
+  features:
+    <<: *service
+    environment:
+      AMQP_URL: amqp://{user}:{password}@rabbitmq:{amqp}/%2F
+      METRICS_PORT: "{features_metrics}"
+  model:
+    <<: *service
+    environment:
+      AMQP_URL: amqp://{user}:{password}@rabbitmq:{amqp}/%2F
+      METRICS_PORT: "0"  # its replicas (step 7) would share one port of the host
+  metric:
+    <<: *service
+    environment:
+      AMQP_URL: amqp://{user}:{password}@rabbitmq:{amqp}/%2F
+      METRICS_PORT: "{metric_metrics}"
+  plot:
+    <<: *service
+    environment:
+      AMQP_URL: amqp://{user}:{password}@rabbitmq:{amqp}/%2F
+      METRICS_PORT: "{plot_metrics}"
+      WEB_PORT: "{web}"
 """
 
 
@@ -70,11 +88,12 @@ class Stack:
     def __init__(self, folder: Path, files: tuple[str, ...] = ("docker-compose.yml",), override: str = "") -> None:
         self.folder = folder
         self.amqp_port = free_port()
+        self.http_ports = {name: free_port() for name in ("features_metrics", "metric_metrics", "plot_metrics", "web")}
         self.project = "pipeline-e2e"  # a fixed name: a rerun reuses the images of the last run
         self.files = (*files, "compose.loopback.yml")
         if not override:
             ports = {"amqp": self.amqp_port, "dist": free_port(), "epmd": free_port(), "management": free_port()}
-            override = OVERRIDE.format(user=USER, password=PASSWORD, **ports)
+            override = OVERRIDE.format(user=USER, password=PASSWORD, **ports, **self.http_ports)
         (folder / "compose.loopback.yml").write_text(override)
         self.csv = folder / "logs" / "metric_log.csv"
         self.picture = folder / "logs" / "error_distribution.png"
@@ -222,7 +241,46 @@ def test_2_every_container_turns_healthy_and_rows_and_pictures_arrive(stack: Sta
     assert_csv_sound(stack)
 
 
-def test_3_metric_and_plot_run_as_the_owner_of_logs_and_no_service_as_root(stack: Stack) -> None:
+def get(port: int, path: str) -> tuple[int, str, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+            return response.status, response.headers["Content-Type"], response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, "", b""
+
+
+def test_3_the_page_its_summary_and_every_metrics_endpoint_answer(stack: Stack) -> None:
+    web = stack.http_ports["web"]
+    status, content_type, page = get(web, "/")
+    assert (status, content_type) == (200, "text/html; charset=utf-8") and b"/summary.json" in page
+    rows = stack.rows()
+    summary = lambda: json.loads(get(web, "/summary.json")[2])  # noqa: E731
+    wait_until(lambda: summary()["rows"] >= rows, 30, f"the summary to count {rows} rows", poll=0.5)
+    numbers = summary()
+    assert set(numbers) >= {"rows", "mae", "rmse", "median", "p90", "p99", "bias", "rows_per_second"}
+    assert numbers["rows"] <= stack.rows() and numbers["mae"] > 0 and numbers["stalled"] is False
+    assert set(numbers["drift"]) >= {"alarm", "reference_mae", "window_mae"}
+    for name in ("error_distribution", "error_over_time"):
+        status, content_type, picture = get(web, numbers["pictures"][name])
+        assert (status, content_type, picture[:4]) == (200, "image/png", b"\x89PNG")
+    assert get(web, "/metric_log.csv")[0] == 404
+    counted = {
+        "features": "pipeline_messages_published",
+        "metric": "pipeline_metric_rows_written",
+        "plot": "pipeline_rows",
+    }
+    for service, counter in counted.items():
+        _status, _type, text = get(stack.http_ports[f"{service}_metrics"], "/metrics")
+        totals = {
+            sample.name: sample.value
+            for family in text_string_to_metric_families(text.decode())
+            for sample in family.samples
+            if family.name == counter
+        }
+        assert sum(totals.values()) > 0, f"{service}: no {counter} counted"
+
+
+def test_4_metric_and_plot_run_as_the_owner_of_logs_and_no_service_as_root(stack: Stack) -> None:
     for service in ("metric", "plot"):
         assert process_uid(stack.main_process(service)) == LOGS_OWNER, f"{service} does not run as the owner of logs/"
     for service in ("features", "model"):
@@ -231,7 +289,7 @@ def test_3_metric_and_plot_run_as_the_owner_of_logs_and_no_service_as_root(stack
         assert (stack.folder / "logs" / name).stat().st_uid == LOGS_OWNER, f"{name} is not the owner's"
 
 
-def test_4_a_crashed_service_is_restarted_by_its_policy_and_loses_nothing(stack: Stack) -> None:
+def test_5_a_crashed_service_is_restarted_by_its_policy_and_loses_nothing(stack: Stack) -> None:
     """A crash as it really happens: the container's main process dies of SIGKILL, sent from the host.
 
     (`docker kill`, whatever the signal, counts as a manual stop, which the restart policy leaves stopped.)
@@ -252,7 +310,7 @@ def test_4_a_crashed_service_is_restarted_by_its_policy_and_loses_nothing(stack:
     wait_until(stack.healthy, 120, "features to be healthy again", poll=1)
 
 
-def test_5_the_stream_resumes_after_restarts_and_a_killed_broker(stack: Stack) -> None:
+def test_6_the_stream_resumes_after_restarts_and_a_killed_broker(stack: Stack) -> None:
     stack.compose("restart", "metric", "model")
     stack.wait_for_more_rows(50)
     wait_until(lambda: time.monotonic() - stack.started_at >= QUORUM_SETTLE, QUORUM_SETTLE, "the queues to settle")
@@ -263,14 +321,14 @@ def test_5_the_stream_resumes_after_restarts_and_a_killed_broker(stack: Stack) -
     assert_csv_sound(stack)
 
 
-def test_6_three_model_replicas_keep_rows_coming(stack: Stack) -> None:
+def test_7_three_model_replicas_keep_rows_coming(stack: Stack) -> None:
     stack.compose("up", "--detach", "--scale", "model=3")
     wait_until(lambda: stack.healthy("model", count=3), 120, "three healthy model containers", poll=1)
     stack.wait_for_more_rows(100)
     assert_csv_sound(stack)
 
 
-def test_7_down_and_up_append_to_the_csv_and_keep_queued_messages(stack: Stack) -> None:
+def test_8_down_and_up_append_to_the_csv_and_keep_queued_messages(stack: Stack) -> None:
     stack.compose("stop", "model")
     wait_until(lambda: stack.queue_depth("features") >= 20, 60, "20 rows queued for the stopped model", poll=0.2)
     stack.compose("down")
@@ -288,7 +346,7 @@ def test_7_down_and_up_append_to_the_csv_and_keep_queued_messages(stack: Stack) 
     assert_csv_sound(stack)
 
 
-def test_8_the_example_dataset_and_its_model_swap_in_through_the_env_file(stack: Stack) -> None:
+def test_9_the_example_dataset_and_its_model_swap_in_through_the_env_file(stack: Stack) -> None:
     data = stack.folder / "data"
     environment = {"DATASET_PATH": "data/wine.csv", "TARGET_COLUMN": "alcohol", "MODEL_PATH": "data/wine.skops"}
     trained = subprocess.run(  # what `make train DATASET_PATH=data/wine.csv ...` runs, from the project folder

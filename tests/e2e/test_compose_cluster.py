@@ -60,6 +60,7 @@ x-service: &service
     network: host
   environment:
     AMQP_URL: "{urls}"
+    METRICS_PORT: "0"  # host networking: the single-broker stack's test covers /metrics
 services:
   epmd:
     image: rabbitmq:4.0-management
@@ -79,6 +80,9 @@ services:
     <<: *loopback
     build:
       network: host
+    environment:
+      METRICS_PORT: "0"
+      WEB_PORT: "0"
 """
 
 
