@@ -4,6 +4,7 @@ import signal
 from pathlib import Path
 
 import matplotlib.image
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -178,8 +179,8 @@ def test_the_error_over_time_shows_every_block_after_an_empty_start_and_the_drif
         pass
     picture = plotter._over_time
     assert picture.axes.get_xlim() == (0, 30 * FIRST_BLOCK), "every block in view, not the empty state's axis"
-    assert list(picture._mae.get_xdata())[-1] == 30 * FIRST_BLOCK
-    assert picture._reference.get_visible() and list(picture._reference.get_ydata()) == [1.0]
+    assert np.asarray(picture._mae.get_xdata())[-1] == 30 * FIRST_BLOCK
+    assert picture._reference.get_visible() and np.asarray(picture._reference.get_ydata()).tolist() == [1.0]
     [alarm] = picture._alarms
     assert alarm.get_x() > 20 * FIRST_BLOCK, "the shaded stretch starts after the shift"
     assert plotter.snapshot.drift["alarm"] is True and plotter.snapshot.drift["alarms"] == 1
