@@ -74,6 +74,7 @@ def test_no_alarm_on_a_stationary_stream_and_one_within_a_window_of_a_shift(
     )
     wait_until(lambda: summary(port)["drift"]["alarm"], 120, "the drift alarm")
     raised = [int(row) for row in RAISED.findall(services.log("plot"))]
+    print("\n" + next(line for line in services.log("plot").splitlines() if "drift alarm raised" in line))
     delay = raised[0] - STATIONARY_ROWS
     drift = summary(port)["drift"]
     print(
