@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.helpers import Services, free_port, port_open, wait_until
-from tests.test_page import UNREACHABLE, csv_numbers, write_rows
+from tests.helpers import wait_until
+from tests.test_page import csv_numbers, start_plot, write_rows
 
 pytestmark = pytest.mark.browser
 
@@ -39,28 +39,13 @@ def natural_width(page: Page, element: str) -> int:
 
 def test_the_page_shows_the_csv_live_in_a_real_browser(browser: Browser, tmp_path: Path, logs_dir: Path) -> None:
     csv = logs_dir / "metric_log.csv"
-    csv.touch()
+    services, port = start_plot(tmp_path, logs_dir, STALLED_AFTER="3", DRIFT_REFERENCE_ROWS="1000", DRIFT_WINDOW="200")
     write_rows(csv, 3000, seed=21)
-    port = free_port()
-    services = Services(
-        tmp_path,
-        {
-            "AMQP_URL": UNREACHABLE,
-            "LOGS_DIR": str(logs_dir),
-            "PLOT_INTERVAL": "0.2",
-            "WEB_PORT": str(port),
-            "STALLED_AFTER": "3",
-            "DRIFT_REFERENCE_ROWS": "1000",
-            "DRIFT_WINDOW": "200",
-        },
-    )
-    services.start("plot")
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     problems: list[str] = []
     page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
     page.on("pageerror", lambda error: problems.append(str(error)))
     try:
-        wait_until(lambda: port_open(port), 30, "the page to listen")
         page.goto(f"http://127.0.0.1:{port}/")
         page.wait_for_function("document.getElementById('rows').textContent === '3,000'", timeout=WAIT_MS)
         wait_for_pictures(page)

@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, Stream, free_port, port_open, wait_until
-from tests.test_own_data import run_train
+from tests.helpers import Stream, free_port, port_open, wait_until
+from tests.test_own_data import EXAMPLE, EXAMPLE_TARGET, train_example
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(600)]
 
-WINE = REPO / "data" / "wine.csv"
-TARGET = "alcohol"
+WINE, TARGET = EXAMPLE, EXAMPLE_TARGET
 STATIONARY_ROWS = 100_000
 SHIFTED_ROWS = 3_000
 SHIFT = 2.0
@@ -45,9 +44,7 @@ def summary(port: int) -> dict:
 def test_no_alarm_on_a_stationary_stream_and_one_within_a_window_of_a_shift(
     make_services, broker_url: str, logs_dir: Path, tmp_path: Path
 ) -> None:
-    model = tmp_path / "wine.skops"
-    trained = run_train({"DATASET_PATH": str(WINE), "TARGET_COLUMN": TARGET, "MODEL_PATH": str(model)})
-    assert trained.returncode == 0, trained.stderr
+    model = train_example(tmp_path / "wine.skops")
     port = free_port()
     services = make_services(broker_url, MODEL_PATH=str(model), TARGET_COLUMN=TARGET, PLOT_INTERVAL="0.5")
     stream = Stream(services, broker_url, logs_dir)

@@ -50,6 +50,14 @@ def run_train(environment: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+def train_example(model_path: Path) -> Path:
+    """`make train` on data/wine.csv, its target alcohol; returns where the model went."""
+    trained = run_train({"DATASET_PATH": str(EXAMPLE), "TARGET_COLUMN": EXAMPLE_TARGET, "MODEL_PATH": str(model_path)})
+    assert trained.returncode == 0, trained.stderr
+    assert "12 features" in trained.stderr + trained.stdout
+    return model_path
+
+
 def one_line(output: str) -> str:
     lines = output.strip().splitlines()
     assert len(lines) == 1, lines
@@ -120,10 +128,7 @@ def test_rows_of_another_width_than_the_model_go_to_the_dead_letter_queue_naming
 def test_the_example_dataset_and_its_model_replace_the_bundled_ones_end_to_end(
     make_services, broker_url: str, tmp_path: Path, logs_dir: Path
 ) -> None:
-    model_path = tmp_path / "wine.skops"
-    trained = run_train({"DATASET_PATH": str(EXAMPLE), "TARGET_COLUMN": EXAMPLE_TARGET, "MODEL_PATH": str(model_path)})
-    assert trained.returncode == 0, trained.stderr
-    assert "12 features" in trained.stderr + trained.stdout
+    model_path = train_example(tmp_path / "wine.skops")
 
     environment = {"MODEL_PATH": str(model_path), "DATASET_PATH": str(EXAMPLE), "TARGET_COLUMN": EXAMPLE_TARGET}
     stream = Stream(make_services(broker_url, **environment), broker_url, logs_dir)

@@ -66,27 +66,22 @@ class Page:
         return json.loads(body)
 
 
+def start_plot(folder: Path, logs_dir: Path, **settings: str) -> tuple[Services, int]:
+    """plot as a process serving its page on a free port, with an empty CSV; returns it and the port once listening."""
+    (logs_dir / "metric_log.csv").touch()
+    port = free_port()
+    environment = {"AMQP_URL": UNREACHABLE, "LOGS_DIR": str(logs_dir), "PLOT_INTERVAL": "0.2", "WEB_PORT": str(port)}
+    services = Services(folder, environment | settings)
+    services.start("plot")
+    wait_until(lambda: port_open(port), 30, "the page to listen")
+    return services, port
+
+
 @pytest.fixture
 def page(tmp_path: Path, logs_dir: Path) -> Iterator[tuple[Page, Services, Path]]:
-    csv = logs_dir / "metric_log.csv"
-    csv.touch()
-    port = free_port()
-    services = Services(
-        tmp_path,
-        {
-            "AMQP_URL": UNREACHABLE,
-            "LOGS_DIR": str(logs_dir),
-            "PLOT_INTERVAL": "0.2",
-            "WEB_PORT": str(port),
-            "STALLED_AFTER": "2",
-            "DRIFT_REFERENCE_ROWS": "500",
-            "DRIFT_WINDOW": "200",
-        },
-    )
-    services.start("plot")
+    services, port = start_plot(tmp_path, logs_dir, STALLED_AFTER="2", DRIFT_REFERENCE_ROWS="500", DRIFT_WINDOW="200")
     try:
-        wait_until(lambda: port_open(port), 30, "the page to listen")
-        yield Page(port), services, csv
+        yield Page(port), services, logs_dir / "metric_log.csv"
     finally:
         services.stop_all()
         print(services.log("plot")[-3000:])
