@@ -41,8 +41,10 @@ def listen(name: str, address: str, port: int, serve: Callable[[str, int], Serve
     try:
         return serve(address, port)
     except OSError as error:
-        where = f"{address}:{port}"
-        raise SettingsError(f"{name}: cannot listen on {where} ({error.strerror or error}); is it in use?") from None
+        reason = error.strerror or str(error)
+        raise SettingsError(
+            f"{name}: cannot listen on port {port} of LISTEN_ADDRESS {address} ({reason}); is the port in use?"
+        ) from None
 
 
 class Rate:
