@@ -34,8 +34,12 @@ CLIENT_TIMEOUT = 10.0  # seconds a client may take to send its request or to tak
 MAX_CONNECTIONS = 32  # connections served at once; more are closed at once
 
 
-def summary(snapshot: Snapshot, now: float, stalled_after: float) -> dict[str, Any]:
-    """The numbers for ``/summary.json``: the snapshot's, and the seconds since the last row as of ``now``."""
+def summary(snapshot: Snapshot, now: float, stalled_after: float, run: str = "") -> dict[str, Any]:
+    """The numbers for ``/summary.json``: the snapshot's, and the seconds since the last row as of ``now``.
+
+    Each picture's path carries ``run`` (which start of plot drew it) and its version: a browser may keep it in its
+    cache, and asks again when either changes.
+    """
     since = None if snapshot.last_row_at is None else max(0.0, now - snapshot.last_row_at)
     numbers = {
         "rows": snapshot.rows,
@@ -51,7 +55,7 @@ def summary(snapshot: Snapshot, now: float, stalled_after: float) -> dict[str, A
         "stalled_after": stalled_after,
         "drift": snapshot.drift,
         "pictures": {
-            name.removesuffix(".png"): f"/{name}?v={version}" if version else None
+            name.removesuffix(".png"): f"/{name}?v={run}{version}" if version else None
             for name, version in snapshot.pictures.items()
         },
     }
@@ -74,6 +78,7 @@ class PageServer(ThreadingHTTPServer):
         super().__init__(address, PageHandler)
         self.plotter, self.logs_dir, self.stalled_after = plotter, logs_dir, stalled_after
         self.page = PAGE.read_bytes()
+        self.run = f"{int(time.time())}."  # a picture's version counts from 1 again when plot starts again
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
 
     def process_request(self, request: Any, client_address: Any) -> None:
@@ -117,14 +122,16 @@ class PageHandler(BaseHTTPRequestHandler):
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
+        # a picture's path names its version, so the browser may keep it: the page preloads a new version, then
+        # shows it from the cache; the page and the numbers are never kept
+        self.send_header("Cache-Control", "private, max-age=600" if content_type == "image/png" else "no-store")
         self.send_header("X-Content-Type-Options", "nosniff")
         self.end_headers()
         if with_body:
             self.wfile.write(body)
 
     def _summary(self) -> tuple[bytes, str]:
-        numbers = summary(self.server.plotter.snapshot, time.time(), self.server.stalled_after)
+        numbers = summary(self.server.plotter.snapshot, time.time(), self.server.stalled_after, self.server.run)
         return json.dumps(numbers).encode(), "application/json"
 
     def _picture(self, name: str) -> tuple[bytes, str] | None:
