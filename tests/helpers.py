@@ -182,9 +182,14 @@ class RabbitCluster:
         """Start the nodes in parallel and wait until all three run as one cluster."""
         for node in self.nodes:
             node.launch()
-        for node in self.nodes:
-            node.wait_until_up(timeout)
-        wait_until(lambda: self.running_nodes() == {n.name for n in self.nodes}, timeout, "the cluster to form", poll=1)
+        try:
+            for node in self.nodes:
+                node.wait_until_up(timeout)
+            formed = lambda: self.running_nodes() == {n.name for n in self.nodes}  # noqa: E731
+            wait_until(formed, timeout, "the cluster to form", poll=1)
+        except AssertionError as error:  # say why: each node's own account of its boot
+            logs = "".join(f"\n--- {node.name} ---\n{node.log_tail()}" for node in self.nodes)
+            raise AssertionError(f"{error}{logs}") from None
 
     def stop(self) -> None:
         for node in self.nodes:
