@@ -193,7 +193,7 @@ class Broker:
             return  # its channel is gone and the broker will deliver it again
         if not self._acks.ack(delivery.tag):
             return
-        metrics.CONSUMED.labels(delivery.queue).inc()
+        metrics.of_queue(metrics.CONSUMED, delivery.queue).inc()
         if not self._ack_scheduled:
             self._ack_scheduled = True
             self.ioloop.add_callback(self._flush_acks)
@@ -205,7 +205,7 @@ class Broker:
         if self._acks.reject(delivery.tag):
             self._channel.basic_reject(delivery.tag, requeue=False)
             self.rejected[delivery.queue] += 1
-            metrics.REJECTED.labels(delivery.queue).inc()
+            metrics.of_queue(metrics.REJECTED, delivery.queue).inc()
 
     def stop(self, *, drain_forever: bool = False) -> None:
         """Stop consuming and close once in-flight work is confirmed: within STOP_TIMEOUT, or, draining, whenever.
@@ -396,7 +396,7 @@ class Broker:
                 self._nack_timer = self.ioloop.call_later(NACK_RETRY_DELAY, self._send_waiting)
         else:
             for message in confirmed:
-                metrics.PUBLISHED.labels(message.queue).inc()
+                metrics.of_queue(metrics.PUBLISHED, message.queue).inc()
                 if message.on_confirmed is not None:
                     message.on_confirmed()
         if self._state is not State.RUNNING:

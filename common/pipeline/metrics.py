@@ -7,7 +7,9 @@ to the same default registry; ``serve`` exposes them all at ``/metrics`` with ``
 
 from __future__ import annotations
 
+import functools
 import logging
+from typing import Any
 
 from prometheus_client import Counter, start_http_server
 
@@ -17,6 +19,12 @@ PUBLISHED = Counter("pipeline_messages_published", "Messages published and confi
 CONSUMED = Counter("pipeline_messages_consumed", "Messages consumed and acked once their work was done", ["queue"])
 REJECTED = Counter("pipeline_messages_rejected", "Messages rejected into the queue's dead-letter queue", ["queue"])
 RECONNECTS = Counter("pipeline_reconnects", "Connections to the broker lost and tried again")
+
+
+@functools.cache
+def of_queue(counter: Counter, queue: str) -> Any:
+    """``counter``'s child for ``queue``, looked up once: ``labels()`` costs three times the increment, per message."""
+    return counter.labels(queue)
 
 
 def serve(address: str, port: int) -> None:
