@@ -6,7 +6,7 @@ consecutive rows, so that drift shows; it is redrawn when a block is complete. E
 only the bytes appended to the CSV since its last look (complete lines only) and adds them to running sums, a fine
 histogram and the block timeline, none of which grows with the number of rows. Then it redraws one picture that
 changed (both take turns), into a temporary file in the same folder renamed over the old one, so a reader never sees
-a partial PNG. A line that is no row with a finite absolute error is skipped and counted; a picture that cannot be
+a partial PNG. A line that is no row of finite numbers is skipped and counted; a picture that cannot be
 drawn is logged and tried again at the next refresh: whatever the CSV holds, plot neither stops nor hangs.
 
 The drift alarm (``DriftMonitor``) compares the MAE of the last DRIFT_WINDOW rows with a reference MAE; each change
