@@ -156,6 +156,16 @@ class RabbitNode:
         """Whether the node started last is still up (False once it has exited, killed or not)."""
         return self._process is not None and _group_alive(self._process)
 
+    def ctl(self, tool: str, *arguments: str, environment: dict[str, str] | None = None) -> str:
+        """Run ``rabbitmqctl`` or ``rabbitmq-queues`` against this node; fail with what the tool said."""
+        command = [str(Path(RABBITMQ_SERVER).with_name(tool)), "-n", self.name, *arguments]
+        result = subprocess.run(
+            command, env=os.environ | (environment or {}), capture_output=True, text=True, timeout=60, check=False
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"{tool} {' '.join(arguments)}: {result.stderr.strip() or result.stdout.strip()}")
+        return result.stdout
+
     def log_tail(self, lines: int = 40) -> str:
         """The end of the node's own log: why it stopped, if it did."""
         log = self.base / "log" / f"{self.name}.log"
@@ -226,13 +236,7 @@ class RabbitCluster:
     def ctl(self, tool: str, *arguments: str, node: RabbitNode | None = None) -> str:
         """Run ``rabbitmqctl`` or ``rabbitmq-queues`` against ``node`` (by default the first one running)."""
         target = node or next(n for n in self.nodes if n.running)
-        command = [str(Path(RABBITMQ_SERVER).with_name(tool)), "-n", target.name, *arguments]
-        result = subprocess.run(
-            command, env=os.environ | self.cli_environment, capture_output=True, text=True, timeout=60, check=False
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"{tool} {' '.join(arguments)}: {result.stderr.strip() or result.stdout.strip()}")
-        return result.stdout
+        return target.ctl(tool, *arguments, environment=self.cli_environment)
 
     def running_nodes(self) -> set[str]:
         try:

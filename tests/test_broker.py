@@ -8,10 +8,11 @@ from collections.abc import Iterator
 import pika
 import pytest
 
+from pipeline import broker as broker_module
 from pipeline.broker import Broker, Delivery
 from pipeline.messages import BadMessage
 from pipeline.settings import Common
-from tests.helpers import consumer_count, queue_depths, wait_until
+from tests.helpers import RabbitNode, consumer_count, queue_depths, wait_until
 
 pytestmark = pytest.mark.broker
 
@@ -152,3 +153,46 @@ def test_an_unexpected_error_in_a_handler_rejects_that_message_alone(running: Ru
     assert running.broker.rejected[QUEUE] == 2
     depths = queue_depths(broker_url)
     assert (depths[QUEUE], depths["y_true.dead"]) == (0, 2)
+
+
+def fill_until_nacked(url: str, queue: str) -> int:
+    """Publish to ``queue`` until the broker nacks one; return how many it confirmed."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    channel.confirm_delivery()
+    confirmed = 0
+    try:
+        while confirmed < 100:
+            channel.basic_publish("", queue, b"filler", pika.BasicProperties(delivery_mode=2))
+            confirmed += 1
+    except pika.exceptions.NackError:
+        return confirmed
+    finally:
+        connection.close()
+    raise AssertionError(f"{queue} took 100 messages without a nack")
+
+
+def test_a_broker_that_keeps_nacking_gets_a_new_connection_and_nothing_goes_twice(
+    running: Running, broker_url: str, rabbit: RabbitNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RabbitMQ before 3.13 can nack every publish on a channel whose queue leader died; a new channel recovers.
+
+    A full queue that rejects publishes stands in for it: on 3.10 a channel that saw it full keeps nacking even once
+    the limit is lifted, and a new channel asks the queue afresh.
+    """
+    monkeypatch.setattr(broker_module, "NACK_RECONNECT_AFTER", 1.0)
+    wait_until(lambda: running.broker.is_ready, 30, "the broker to be ready")
+    queue = "y_true.dead"
+    rabbit.ctl("rabbitmqctl", "set_policy", "full", f"^{queue}$", '{"max-length": 1, "overflow": "reject-publish"}')
+    try:
+        fillers = fill_until_nacked(broker_url, queue)
+        confirmed: list[bytes] = []
+        running.call(running.broker.publish, queue, b"one", lambda: confirmed.append(b"one"))
+        wait_until(lambda: running.broker.connections_lost >= 1, 30, "a reconnect after a second of nacks")
+        assert not confirmed
+    finally:
+        rabbit.ctl("rabbitmqctl", "clear_policy", "full")
+    wait_until(lambda: confirmed, 30, "the confirm on a new channel once the limit is lifted")
+    running.stop()
+    assert confirmed == [b"one"]
+    assert queue_depths(broker_url)[queue] == fillers + 1, "the fillers and the message, once"

@@ -4,7 +4,8 @@ A service gives the queues it touches, a handler per queue it consumes and, if i
 "ready", "connection lost" and "stopping". Everything that makes the pipeline lose nothing lives here:
 
 - publishes are confirmed as a stream: a window of unconfirmed messages, acks and nacks handled as they come;
-  nacked messages are published again, and so are a producer's unconfirmed messages after a reconnect;
+  nacked messages are published again, and so are a producer's unconfirmed messages after a reconnect; nacks alone
+  for NACK_RECONNECT_AFTER seconds bring a new connection (and channel), to the next node if there are several;
 - deliveries are acked only when the service says their effect is safe, with ``multiple=True`` only over a run
   of settled tags; bad messages are rejected (no requeue) into the queue's dead-letter queue;
 - the broker may be down at start or vanish at any time: the service reconnects with capped backoff;
@@ -20,6 +21,7 @@ from __future__ import annotations
 import enum
 import logging
 import random
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +47,10 @@ RECONNECT_FIRST_DELAY = 0.5
 RECONNECT_MAX_DELAY = 5.0
 CONFIRM_WINDOW = 2000
 NACK_RETRY_DELAY = 0.5  # seconds before nacked messages go again: a cluster without a majority nacks them at once
+# Nacks with no ack between them for this long: reconnect, to the next node if there are several. RabbitMQ before
+# 3.13 asks a quorum queue's leader as its record names it on a channel's first publish, and if that node just died
+# the channel nacks every publish to the queue until the node returns; a new channel asks again.
+NACK_RECONNECT_AFTER = 5.0
 STOP_TIMEOUT = 5.0
 PRECONDITION_FAILED = 406
 PERSISTENT = pika.BasicProperties(delivery_mode=2, content_type=CONTENT_TYPE)
@@ -108,6 +114,7 @@ class Broker:
         self._acks = AckLedger()
         self._ack_scheduled = False
         self._nack_timer: Any = None
+        self._nacked_since: float | None = None  # first nack since the last ack on this channel
 
     # --- what services call -------------------------------------------------------------------
 
@@ -200,8 +207,8 @@ class Broker:
 
     def reject(self, delivery: Delivery) -> None:
         """Send a delivery to its dead-letter queue, unless it was settled already."""
-        if delivery.generation != self._generation:
-            return
+        if delivery.generation != self._generation or not self._channel.is_open:
+            return  # its channel is gone or closing and the broker will deliver it again
         if self._acks.reject(delivery.tag):
             self._channel.basic_reject(delivery.tag, requeue=False)
             self.rejected[delivery.queue] += 1
@@ -321,6 +328,7 @@ class Broker:
             return
         self._channel = None
         self._ready = False
+        self._nacked_since = None
         self._consumer_tags.clear()
         self._generation += 1
         self._acks.clear()
@@ -389,12 +397,15 @@ class Broker:
         if isinstance(method, Basic.Nack):
             for message in confirmed:
                 self._window.wait(message)
+            if self._nacked_too_long():
+                return
             if self._nack_timer is None:
                 LOGGER.warning(
                     "broker nacked %d message(s); publishing them again in %g s", len(confirmed), NACK_RETRY_DELAY
                 )
                 self._nack_timer = self.ioloop.call_later(NACK_RETRY_DELAY, self._send_waiting)
         else:
+            self._nacked_since = None
             for message in confirmed:
                 metrics.of_queue(metrics.PUBLISHED, message.queue).inc()
                 if message.on_confirmed is not None:
@@ -403,6 +414,24 @@ class Broker:
             self._close_when_idle()
         elif self.can_publish():
             self._on_window_open()
+
+    def _nacked_too_long(self) -> bool:
+        """True, and the connection closing to be opened again, once nacks alone have come for NACK_RECONNECT_AFTER."""
+        now = time.monotonic()
+        if self._nacked_since is None:
+            self._nacked_since = now
+        if now - self._nacked_since < NACK_RECONNECT_AFTER or self._state is State.STOPPING:
+            return False
+        seconds = now - self._nacked_since
+        LOGGER.warning("broker %s nacked every publish for %.0f s; reconnecting for a new channel", self.node, seconds)
+        self._nacked_since = None
+        self._ready = False  # what is published from now on waits for the new channel
+        if self._nack_timer is not None:
+            self.ioloop.remove_timeout(self._nack_timer)
+            self._nack_timer = None
+        if self._connection is not None and self._connection.is_open:
+            self._connection.close()
+        return True
 
     # --- shutdown and health ------------------------------------------------------------------
 

@@ -18,7 +18,9 @@ LOGGER = logging.getLogger(__name__)
 PUBLISHED = Counter("pipeline_messages_published", "Messages published and confirmed by the broker", ["queue"])
 CONSUMED = Counter("pipeline_messages_consumed", "Messages consumed and acked once their work was done", ["queue"])
 REJECTED = Counter("pipeline_messages_rejected", "Messages rejected into the queue's dead-letter queue", ["queue"])
-RECONNECTS = Counter("pipeline_reconnects", "Connections to the broker lost and tried again")
+RECONNECTS = Counter(
+    "pipeline_reconnects", "Connections to the broker lost, or closed after refused publishes, and opened again"
+)
 
 
 @functools.cache
