@@ -114,7 +114,10 @@ def test_only_the_named_routes_answer(page: tuple[Page, Services, Path]) -> None
         "/.error_distribution.png.tmp",
     ):
         assert client.get(path)[0] == 404, path
-    assert client.get("/summary.json", method="POST")[0] == 501
+    for method in ("POST", "PUT", "DELETE", "OPTIONS"):
+        status, headers, _body = client.get("/summary.json", method=method)
+        assert (status, headers["Allow"]) == (405, "GET, HEAD"), method
+        assert client.get("/metric_log.csv", method=method)[0] == 404, method
     with socket.create_connection(("127.0.0.1", client.port), timeout=10) as raw:  # a path with no leading slash
         raw.sendall(b"GET error_distribution.png HTTP/1.0\r\n\r\n")
         assert raw.recv(64).startswith(b"HTTP/1.0 404")

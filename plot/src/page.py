@@ -1,12 +1,12 @@
 """plot's live page: both pictures and the numbers, on WEB_PORT, served by the standard library in its own threads.
 
-Four routes answer, each a GET (or HEAD): ``/`` (page.html: HTML, CSS and a little JavaScript, nothing from
+Four routes answer, each a GET or HEAD: ``/`` (page.html: HTML, CSS and a little JavaScript, nothing from
 elsewhere), ``/summary.json`` (the numbers of the latest refresh), ``/error_distribution.png`` and
-``/error_over_time.png`` (the files plot last saved; a query string such as ``?v=3`` is ignored). Anything else is a
-404. The server only reads: the latest snapshot (replaced whole by the drawing thread) and the picture files (replaced
-by a rename, so a reader gets a whole old or a whole new file). Each connection has its own thread with a socket
-timeout, and there are at most MAX_CONNECTIONS of them, so a slow or hostile client costs a thread at most: the
-drawing loop never waits on one.
+``/error_over_time.png`` (the files plot last saved; a query string such as ``?v=3`` is ignored); another method on
+them gets a 405. Anything else is a 404. The server only reads: the latest snapshot (replaced whole by the drawing
+thread) and the picture files (replaced by a rename, so a reader gets a whole old or a whole new file). Each
+connection has its own thread with a socket timeout, and there are at most MAX_CONNECTIONS of them, so a slow or
+hostile client costs a thread at most: the drawing loop never waits on one.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ LOGGER = logging.getLogger("plot.page")
 
 PAGE = Path(__file__).with_name("page.html")
 PICTURE_ROUTES = {f"/{name}": name for name in ("error_distribution.png", "error_over_time.png")}
+ROUTES = {"/", "/summary.json", *PICTURE_ROUTES}
 CLIENT_TIMEOUT = 10.0  # seconds a client may take to send its request or to take a response
 MAX_CONNECTIONS = 32  # connections served at once; more are closed at once
 
@@ -106,8 +107,25 @@ class PageHandler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self._answer(with_body=False)
 
+    def _refuse(self) -> None:
+        """Any other method: 405 on a route (it only reads), 404 elsewhere; the body, if any, is never read."""
+        if self._route() not in ROUTES:
+            self.send_error(HTTPStatus.NOT_FOUND)
+            return
+        self.close_connection = True  # an unread body must not be taken for the next request
+        self.send_response(HTTPStatus.METHOD_NOT_ALLOWED)
+        self.send_header("Allow", "GET, HEAD")
+        self.send_header("Content-Length", "0")
+        self.send_header("Connection", "close")
+        self.end_headers()
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _refuse  # noqa: N815 (stdlib's names)
+
+    def _route(self) -> str:
+        return self.path.partition("?")[0]  # the standard library has already collapsed a leading "//"
+
     def _answer(self, *, with_body: bool) -> None:
-        route = self.path.partition("?")[0]  # the standard library has already collapsed a leading "//"
+        route = self._route()
         answer: tuple[bytes, str] | None = None
         if route == "/":
             answer = self.server.page, "text/html; charset=utf-8"
