@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 import threading
 import time
 from http import HTTPStatus
@@ -93,6 +94,14 @@ class PageServer(ThreadingHTTPServer):
             super().process_request_thread(request, client_address)
         finally:
             self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that goes away mid-answer is routine (a closed tab): no traceback for it."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):
+            LOGGER.debug("%s went away: %s", client_address[0], error)
+        else:
+            LOGGER.exception("answering %s failed", client_address[0])
 
 
 class PageHandler(BaseHTTPRequestHandler):
