@@ -420,9 +420,9 @@ class Broker:
         now = time.monotonic()
         if self._nacked_since is None:
             self._nacked_since = now
-        if now - self._nacked_since < NACK_RECONNECT_AFTER or self._state is State.STOPPING:
-            return False
         seconds = now - self._nacked_since
+        if seconds < NACK_RECONNECT_AFTER or self._state is State.STOPPING:
+            return False
         LOGGER.warning("broker %s nacked every publish for %.0f s; reconnecting for a new channel", self.node, seconds)
         self._nacked_since = None
         self._ready = False  # what is published from now on waits for the new channel

@@ -349,24 +349,17 @@ class Plotter:
 
 def log_drift(change: DriftChange, drift: DriftMonitor) -> None:
     """One WARNING line per change of the drift alarm's state."""
-    if change.alarm:
-        LOGGER.warning(
-            "drift alarm raised at row %d: MAE over the last %d rows %.4g > %g x reference MAE %.4g",
-            change.row,
-            drift.window,
-            change.window_mae,
-            drift.ratio,
-            change.reference_mae,
-        )
-    else:
-        LOGGER.warning(
-            "drift alarm cleared at row %d: MAE over the last %d rows %.4g < %g x reference MAE %.4g",
-            change.row,
-            drift.window,
-            change.window_mae,
-            drift.clear_ratio,
-            change.reference_mae,
-        )
+    raised = change.alarm
+    LOGGER.warning(
+        "drift alarm %s at row %d: MAE over the last %d rows %.4g %s %g x reference MAE %.4g",
+        "raised" if raised else "cleared",
+        change.row,
+        drift.window,
+        change.window_mae,
+        ">" if raised else "<",
+        drift.ratio if raised else drift.clear_ratio,
+        change.reference_mae,
+    )
 
 
 @dataclass(frozen=True)
