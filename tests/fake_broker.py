@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from pipeline.broker import Delivery
 
@@ -21,6 +22,7 @@ class Published:
     body: bytes
     on_confirmed: Hook | None
     resend: bool
+    properties: Any = None
 
 
 @dataclass
@@ -77,8 +79,10 @@ class FakeBroker:
     def can_publish(self) -> bool:
         return self.ready
 
-    def publish(self, queue: str, body: bytes, on_confirmed: Hook | None = None, *, resend: bool = True) -> None:
-        self.published.append(Published(queue, body, on_confirmed, resend))
+    def publish(
+        self, queue: str, body: bytes, on_confirmed: Hook | None = None, *, resend: bool = True, properties: Any = None
+    ) -> None:
+        self.published.append(Published(queue, body, on_confirmed, resend, properties))
 
     def ack(self, delivery: Delivery) -> None:
         self.acked.append(delivery)
@@ -91,10 +95,11 @@ class FakeBroker:
         self.ready = False
 
     # --- what tests do ---
-    def deliver(self, queue: str, body: bytes, *, redelivered: bool = False) -> Delivery:
-        """Hand a message to the queue's handler, rejecting it on an exception as the real runtime does."""
+    def deliver(self, queue: str, body: bytes, *, redelivered: bool = False, created: int | None = None) -> Delivery:
+        """Hand a message (``created``: its AMQP timestamp) to the queue's handler, rejecting it on an exception as
+        the real runtime does."""
         self._tag += 1
-        delivery = Delivery(queue, body, self._tag, 0, redelivered)
+        delivery = Delivery(queue, body, self._tag, 0, redelivered, created)
         try:
             self.handlers[queue](delivery)
         except Exception:

@@ -19,6 +19,7 @@ The bookkeeping lives beside it: ``PublishWindow`` (unconfirmed and unsent messa
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import random
 import time
@@ -53,7 +54,6 @@ NACK_RETRY_DELAY = 0.5  # seconds before nacked messages go again: a cluster wit
 NACK_RECONNECT_AFTER = 5.0
 STOP_TIMEOUT = 5.0
 PRECONDITION_FAILED = 406
-PERSISTENT = pika.BasicProperties(delivery_mode=2, content_type=CONTENT_TYPE)
 
 
 class State(enum.Enum):
@@ -64,13 +64,23 @@ class State(enum.Enum):
 
 @dataclass(slots=True)
 class Delivery:
-    """A message received from ``queue``; ``generation`` tells which channel its tag belongs to."""
+    """A message received from ``queue``; ``generation`` tells which channel its tag belongs to; ``created`` is its
+    AMQP ``timestamp`` property (Unix seconds), if it has one."""
 
     queue: str
     body: bytes
     tag: int
     generation: int
     redelivered: bool = False
+    created: int | None = None
+
+
+@functools.lru_cache(maxsize=256)  # one object per second of creation, not one per message
+def persistent(created: int | None = None, expires_in_ms: int | None = None) -> pika.BasicProperties:
+    """Properties of a persistent JSON message; ``created`` goes in ``timestamp``, ``expires_in_ms`` in
+    ``expiration`` (the message's time to live in its queue)."""
+    expiration = None if expires_in_ms is None else str(expires_in_ms)
+    return pika.BasicProperties(delivery_mode=2, content_type=CONTENT_TYPE, timestamp=created, expiration=expiration)
 
 
 Handler = Callable[[Delivery], None]
@@ -186,9 +196,18 @@ class Broker:
         """True while connected and the window of unconfirmed messages has room."""
         return self._ready and self._state is State.RUNNING and self._window.has_room()
 
-    def publish(self, queue: str, body: bytes, on_confirmed: Hook | None = None, *, resend: bool = True) -> None:
-        """Publish persistently; ``on_confirmed`` runs once the broker has confirmed the message."""
-        message = Outgoing(queue, body, on_confirmed, resend)
+    def publish(
+        self,
+        queue: str,
+        body: bytes,
+        on_confirmed: Hook | None = None,
+        *,
+        resend: bool = True,
+        properties: pika.BasicProperties | None = None,
+    ) -> None:
+        """Publish persistently (``properties``: ``persistent(...)``); ``on_confirmed`` runs once the broker has
+        confirmed the message."""
+        message = Outgoing(queue, body, on_confirmed, resend, properties or persistent())
         if self._ready and self._channel.is_open:
             self._send(message)
         elif resend:
@@ -342,8 +361,9 @@ class Broker:
         self._consumer_tags[queue] = self._channel.basic_consume(queue, on_message)
 
     def _on_message_for(self, queue: str, handler: Handler, generation: int) -> Callable[..., None]:
-        def on_message(_channel: Any, method: Basic.Deliver, _properties: Any, body: bytes) -> None:
-            delivery = Delivery(queue, body, method.delivery_tag, generation, method.redelivered)
+        def on_message(_channel: Any, method: Basic.Deliver, properties: Any, body: bytes) -> None:
+            created = properties.timestamp if isinstance(properties.timestamp, int) else None
+            delivery = Delivery(queue, body, method.delivery_tag, generation, method.redelivered, created)
             self._acks.received(delivery.tag)
             try:
                 handler(delivery)
@@ -382,7 +402,7 @@ class Broker:
     # --- publishing and confirms --------------------------------------------------------------
 
     def _send(self, message: Outgoing) -> None:
-        self._channel.basic_publish("", message.queue, message.body, PERSISTENT)
+        self._channel.basic_publish("", message.queue, message.body, message.properties)
         self._window.sent(message)
 
     def _send_waiting(self) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import time
 import uuid
 from typing import Any
 
@@ -22,7 +24,13 @@ class BadMessage(ValueError):
 
 
 def new_id() -> str:
-    return str(uuid.uuid4())
+    """A UUID of version 7 (RFC 9562): 48 bits of Unix time in milliseconds, then random bits. Ids sort by the time
+    they were made, so metric's on-disk indexes of waiting halves and written ids grow at one end instead of being
+    written at random places (ten times cheaper, measured: see metric/src/waiting.py)."""
+    milliseconds = time.time_ns() // 1_000_000
+    random_bits = int.from_bytes(os.urandom(10))  # 80 bits, 74 of them kept
+    value = (milliseconds & (1 << 48) - 1) << 80 | 0x7 << 76 | (random_bits >> 68) << 64 | 0b10 << 62
+    return str(uuid.UUID(int=value | random_bits & (1 << 62) - 1))
 
 
 def encode(message_id: str, body: float | list[float], **extra: Any) -> bytes:

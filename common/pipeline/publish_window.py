@@ -10,16 +10,19 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(slots=True)
 class Outgoing:
-    """A message to publish. ``resend``: publish again after a reconnect (False when a redelivery recreates it)."""
+    """A message to publish. ``resend``: publish again after a reconnect (False when a redelivery recreates it);
+    ``properties``: its pika ``BasicProperties``."""
 
     queue: str
     body: bytes
     on_confirmed: Callable[[], None] | None
     resend: bool
+    properties: Any = None
 
 
 class PublishWindow:
