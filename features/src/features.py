@@ -1,8 +1,11 @@
 """features: streams uniformly random rows of a dataset: the CSV at DATASET_PATH, or scikit-learn's diabetes data.
 
 The column TARGET_COLUMN of the CSV is the true answer; the other columns, in file order, are the features. Each row
-gets a fresh UUID; its features go to queue ``features`` and its true answer to queue ``y_true``, both
-published persistently and confirmed by the broker. FEATURES_INTERVAL seconds pass between rows (0: as fast as the
+gets a fresh UUID (version 7: it sorts by time) and its creation time, which both of its messages carry in their AMQP
+``timestamp``; its features go to queue ``features`` and its true answer to queue ``y_true``, both published
+persistently and confirmed by the broker. With FEATURES_LABEL_DELAY seconds the true answer goes to
+``y_true.delayed`` instead, with that time to live: the broker holds it and moves it into ``y_true`` when it expires.
+FEATURES_INTERVAL seconds pass between rows (0: as fast as the
 confirm window allows); after FEATURES_LIMIT rows (0: never) it waits for the last confirms and exits 0. With
 FEATURES_LEDGER set, each row is noted in that file as ``published <id> <unix time>`` before its messages go out
 and as ``confirmed <id>`` once the broker has confirmed both.
@@ -21,13 +24,15 @@ from typing import TextIO
 import numpy as np
 
 from pipeline import dataset, service, settings
-from pipeline.broker import Broker
+from pipeline.broker import Broker, persistent
 from pipeline.messages import encode, new_id
-from pipeline.topology import FEATURES, Y_TRUE
+from pipeline.settings import SettingsError
+from pipeline.topology import FEATURES, Y_TRUE, Y_TRUE_DELAYED
 
 LOGGER = logging.getLogger("features")
 
 ROWS_PER_BURST = 200  # with FEATURES_INTERVAL=0, rows published before the loop serves I/O again
+MAX_LABEL_DELAY = 30 * 86_400  # seconds: labels a month late at most, far inside the broker's limit on a TTL
 
 
 @dataclass(frozen=True)
@@ -37,16 +42,35 @@ class Settings:
     limit: int
     ledger_path: str
     dataset: dataset.Dataset
+    label_delay: float = 0.0
+
+    @property
+    def queues(self) -> list[str]:
+        return [FEATURES, Y_TRUE, Y_TRUE_DELAYED] if self.label_delay else [FEATURES, Y_TRUE]
 
 
 def load_settings() -> Settings:
+    common = settings.load_common()
     return Settings(
-        common=settings.load_common(),
+        common=common,
         interval=settings.env_float("FEATURES_INTERVAL", 1.0),
         limit=settings.env_int("FEATURES_LIMIT", 0),
         ledger_path=settings.env_str("FEATURES_LEDGER", ""),
         dataset=dataset.from_environment(),
+        label_delay=load_label_delay(common.queue_type),
     )
+
+
+def load_label_delay(queue_type: str) -> float:
+    delay = settings.env_float("FEATURES_LABEL_DELAY", 0.0)
+    if delay > MAX_LABEL_DELAY:
+        raise SettingsError(f"FEATURES_LABEL_DELAY must be at most {MAX_LABEL_DELAY} s (30 days), got {delay:g}")
+    if delay and queue_type != "quorum":
+        raise SettingsError(
+            "FEATURES_LABEL_DELAY needs QUEUE_TYPE=quorum: a classic queue dead-letters at most once, so a broker "
+            "crash during the delay could lose labels"
+        )
+    return delay
 
 
 class Streamer:
@@ -58,6 +82,8 @@ class Streamer:
         self._dataset = config.dataset
         self._interval, self._limit = config.interval, config.limit
         self._ledger = ledger
+        self._label_queue = Y_TRUE_DELAYED if config.label_delay else Y_TRUE
+        self._label_delay_ms = round(config.label_delay * 1000) if config.label_delay else None
         self._rng = np.random.default_rng()
         self._produced = self._confirmed = 0
         self._rate = service.Rate()
@@ -65,11 +91,12 @@ class Streamer:
 
     def run(self) -> int:
         LOGGER.info(
-            "streaming random rows of %s (%d rows, %d features), every %g s, limit %s",
+            "streaming random rows of %s (%d rows, %d features), every %g s, limit %s, labels %s",
             self._dataset.source,
             *self._dataset.rows.shape,
             self._interval,
             self._limit,
+            f"{self._label_delay_ms / 1000:g} s late (held in {Y_TRUE_DELAYED})" if self._label_delay_ms else "at once",
         )
         self._broker.call_later(service.HEARTBEAT_INTERVAL, self._heartbeat)
         return self._broker.run()
@@ -94,12 +121,15 @@ class Streamer:
 
     def _publish_row(self) -> None:
         index = int(self._rng.integers(len(self._dataset.rows)))
-        row_id = new_id()
+        row_id, now = new_id(), time.time()
         if self._ledger is not None:
-            self._ledger.write(f"published {row_id} {time.time():.6f}\n")
+            self._ledger.write(f"published {row_id} {now:.6f}\n")
         on_confirmed = self._on_row_confirmed(row_id)
-        self._broker.publish(FEATURES, encode(row_id, self._dataset.rows[index].tolist()), on_confirmed)
-        self._broker.publish(Y_TRUE, encode(row_id, float(self._dataset.targets[index])), on_confirmed)
+        created = int(now)
+        features, label = self._dataset.rows[index].tolist(), float(self._dataset.targets[index])
+        self._broker.publish(FEATURES, encode(row_id, features), on_confirmed, properties=persistent(created))
+        label_properties = persistent(created, self._label_delay_ms)
+        self._broker.publish(self._label_queue, encode(row_id, label), on_confirmed, properties=label_properties)
         self._produced += 1
 
     def _on_row_confirmed(self, row_id: str) -> Callable[[], None]:
@@ -126,7 +156,7 @@ class Streamer:
 
 
 def run(config: Settings) -> int:
-    broker = Broker(config.common, [FEATURES, Y_TRUE])
+    broker = Broker(config.common, config.queues)
     with contextlib.ExitStack() as stack:
         ledger = stack.enter_context(open(config.ledger_path, "a", buffering=1)) if config.ledger_path else None
         return Streamer(config, broker, ledger).run()

@@ -1,12 +1,13 @@
 """model: predicts each row of queue ``features`` with the estimator at MODEL_PATH and publishes it to ``y_pred``.
 
-Rows that arrive together are predicted in one call. A ``features`` message is acked only once the broker has
-confirmed the ``y_pred`` it caused; a message that is not a valid row goes to ``features.dead``. A redelivered
-message may be one that crashed a model before, so redelivered messages are gathered for a moment and predicted one
-at a time, in random order, each acked before the next: a poison message then takes few others down with it, and the
-delivery limit moves it to ``features.dead`` while the rows that shared its deliveries get through. A row the
-estimator raises on, or predicts as NaN or infinity, goes to ``features.dead`` with the reason; the rest of its batch
-is predicted as usual.
+Rows that arrive together are predicted in one call; a prediction carries its row's AMQP ``timestamp`` (the row's
+creation time), so that metric can tell how far each stream has come. A ``features`` message is acked only once the
+broker has confirmed the ``y_pred`` it caused; a message that is not a valid row goes to ``features.dead``. A
+redelivered message may be one that crashed a model before, so redelivered messages are gathered for a moment and
+predicted one at a time, in random order, each acked before the next: a poison message then takes few others down
+with it, and the delivery limit moves it to ``features.dead`` while the rows that shared its deliveries get through.
+A row the estimator raises on, or predicts as NaN or infinity, goes to ``features.dead`` with the reason; the rest of
+its batch is predicted as usual.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import skops.io
 from default_model import DEFAULT_MODEL_PATH  # beside this file: the model the image trains at build time
 
 from pipeline import service
-from pipeline.broker import Broker, Delivery
+from pipeline.broker import Broker, Delivery, persistent
 from pipeline.messages import decode_features, encode
 from pipeline.settings import Common, SettingsError, env_int, env_str, load_common
 from pipeline.topology import FEATURES, Y_PRED, dead_letter_queue
@@ -186,7 +187,8 @@ class Predictor:
 
     def _publish(self, row: Row, prediction: float, on_confirmed: Callable[[], None]) -> None:
         self._predicted += 1
-        self._broker.publish(Y_PRED, encode(row.row_id, prediction), on_confirmed, resend=False)
+        properties = persistent(row.delivery.created)  # the row's creation time goes on with its prediction
+        self._broker.publish(Y_PRED, encode(row.row_id, prediction), on_confirmed, resend=False, properties=properties)
 
     def _heartbeat(self) -> None:
         LOGGER.info(
