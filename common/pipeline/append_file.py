@@ -55,6 +55,10 @@ class AppendFile:
     def all_lines(self) -> list[bytes]:
         return os.pread(self._fd, self.size, 0).splitlines()
 
+    def lines_after(self, offset: int) -> list[bytes]:
+        """The lines past byte ``offset``."""
+        return os.pread(self._fd, max(0, self.size - offset), offset).splitlines()
+
     def last_lines(self, count: int) -> list[bytes]:
         """Up to ``count`` last lines, oldest first, read backwards from the end."""
         end = self.size

@@ -7,7 +7,6 @@ import io
 import logging
 import math
 import os
-from collections import OrderedDict
 from pathlib import Path
 
 from pipeline.append_file import AppendFile, quote
@@ -15,7 +14,6 @@ from pipeline.append_file import AppendFile, quote
 LOGGER = logging.getLogger(__name__)
 
 HEADER = b"id,y_true,y_pred,absolute_error\n"
-REMEMBERED_IDS = 100_000
 READ_LIMIT = 1 << 20  # bytes the plot reads from the CSV at once
 
 
@@ -24,33 +22,35 @@ def format_row(message_id: str, y_true: float, y_pred: float) -> bytes:
 
 
 class MetricLog:
-    """Appends rows to the CSV and remembers the ids of the last ``remember`` rows, also across restarts."""
+    """Appends rows to the CSV; ``size`` is how far it is written, ``ids_after`` what was written past a point."""
 
-    def __init__(self, path: Path, remember: int = REMEMBERED_IDS) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
         self._file = AppendFile(path)
-        self._remember = remember
-        self._ids: OrderedDict[str, None] = OrderedDict()
 
     def open(self) -> None:
-        """Open for appending: cut a torn last line, write the header into an empty file, recall recent ids."""
+        """Open for appending: cut a torn last line, write the header into an empty file."""
         self._file.open()
         if self._file.size == 0:
             self._file.append(HEADER)
             self._file.sync()
-        lines = self._file.last_lines(self._remember)
-        for row in csv.reader(io.StringIO(b"\n".join(lines).decode())):
-            if row and row[0] != "id":
-                self._note(row[0])
-        LOGGER.info("appending to %s; %d recent ids remembered", self.path, len(self._ids))
 
-    def __contains__(self, message_id: str) -> bool:
-        return message_id in self._ids
+    @property
+    def size(self) -> int:
+        """Bytes written to the file (rows appended since the last ``sync`` not included)."""
+        return self._file.size
+
+    def ids_after(self, offset: int) -> list[str]:
+        """Ids of the rows written past byte ``offset`` (the header is no row)."""
+        return _ids(self._file.lines_after(offset))
+
+    def last_ids(self, count: int) -> list[str]:
+        """Ids of the last ``count`` rows."""
+        return _ids(self._file.last_lines(count))
 
     def append(self, message_id: str, y_true: float, y_pred: float) -> None:
         """Buffer a row; it is on disk after the next ``sync``."""
         self._file.append(format_row(message_id, y_true, y_pred))
-        self._note(message_id)
 
     def sync(self) -> int:
         """Write buffered rows in one write, fsync, and return how many there were."""
@@ -59,10 +59,9 @@ class MetricLog:
     def close(self) -> None:
         self._file.close()
 
-    def _note(self, message_id: str) -> None:
-        self._ids[message_id] = None
-        if len(self._ids) > self._remember:
-            self._ids.popitem(last=False)
+
+def _ids(lines: list[bytes]) -> list[str]:
+    return [row[0] for row in csv.reader(io.StringIO(b"\n".join(lines).decode())) if row and row[0] != "id"]
 
 
 class CsvTail:

@@ -1,46 +1,63 @@
 """metric: joins ``y_true`` and ``y_pred`` by id and appends ``id,y_true,y_pred,absolute_error`` to metric_log.csv.
 
-A half whose partner has not come yet is written to a journal (metric_waiting.journal) and waits in memory, so no
-delivery is held for long. Rows and journal lines are written in small batches and fsynced before the messages that
-made them are acked: a crash can only cause a redelivery, and the ids of recent rows (read back from the CSV at
-start) and of waiting halves (read back from the journal) turn a redelivery into an ack without a second row. A half
-still waiting after METRIC_ORPHAN_TIMEOUT seconds is an orphan: it is logged and moved to its dead-letter queue, and
-it stays in the journal until the broker has confirmed that move. A pair whose absolute error is not a finite number
-(1e308 and -1e308) is no row: both halves go to their dead-letter queues with the reason.
-When more than METRIC_MAX_WAITING halves of one side wait (a backlog of y_true while the model is down, say), metric
-stops consuming that side until its partners have caught up, so memory stays bounded however long the backlog.
+Deliveries are handled in small batches: each half is paired with its partner or kept waiting (``join.py``: in
+memory at first, on disk in metric_waiting.sqlite once it waits long), the batch's rows are appended to the CSV and
+fsynced, then the waiting halves and what was written are committed to the SQLite file, and only then are the
+deliveries acked. A crash can only cause redeliveries, which the file turns into acks without a second row.
+
+Labels may come hours after their prediction, and a model may be down for hours: halves wait on disk, by their
+rows' creation time (the AMQP ``timestamp`` features stamps). A half is an orphan only once the other stream has
+moved past it (``streams.py``): it is then logged and published to its dead-letter queue, and forgotten once the
+broker has confirmed that. A pair whose absolute error is not a finite number is no row: the half that came is
+rejected and its partner released, both to their dead-letter queues. When more than METRIC_MAX_WAITING halves of
+one side wait, metric stops consuming that side until their partners have come, but never both sides at once.
+Once a second, metric writes metric_status.json for plot: how many halves wait on each side, and since when.
 """
 
 from __future__ import annotations
 
+import csv
 import logging
-import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
+from join import Join, Outcome, Pair
 from prometheus_client import Counter, Gauge
+from streams import Streams, event_time
+from waiting import FileInUse, Half, WaitingStore
 
 from pipeline import service, settings
 from pipeline.broker import Broker, Delivery
-from pipeline.join import Half, HalfJournal, Join, Pair
-from pipeline.messages import BadMessage, decode_value, encode
+from pipeline.messages import decode_value, encode
 from pipeline.metric_log import MetricLog
+from pipeline.status import write_status
 from pipeline.topology import Y_PRED, Y_TRUE, dead_letter_queue
 
 LOGGER = logging.getLogger("metric")
 
 SYNC_DELAY = 0.005  # seconds a processed delivery may wait for others before the fsync
-SYNC_DELIVERIES = 1000  # processed deliveries that force an fsync at once
+SYNC_DELIVERIES = 1000  # deliveries that force a sync at once
 RESUME_SHARE = 0.9  # a paused side resumes once its waiting halves fall to this share of METRIC_MAX_WAITING
-SIDES = {Y_TRUE: Y_PRED, Y_PRED: Y_TRUE}  # each side and the side its partners come from
+TICK = 1.0  # seconds between looks for orphans, and updates of metric_status.json
+RELEASE_BATCH = 5000  # orphans published at most per tick; the next ones once the broker has confirmed these
+FORGET_BATCH = 20_000  # handled ids looked at per tick, to forget those both streams passed long ago
+UPGRADE_IDS = 100_000  # ids of the last rows of a CSV written before metric_waiting.sqlite existed
+OLD_JOURNAL = "metric_waiting.journal"  # where waiting halves were kept before metric_waiting.sqlite
+SIDES = (Y_TRUE, Y_PRED)
 NOT_FINITE = "the absolute error of this pair is not a finite number"
 
 ROWS_WRITTEN = Counter("pipeline_metric_rows_written", "Rows appended to metric_log.csv and fsynced")
-HALVES_WAITING = Gauge("pipeline_metric_halves_waiting", "Halves (y_true or y_pred) waiting for their partner")
-ORPHANS_RELEASED = Counter("pipeline_metric_orphans_released", "Halves moved to a dead-letter queue after waiting")
+HALVES_WAITING = Gauge("pipeline_metric_halves_waiting", "Halves waiting for their partner", ["queue"])
+OLDEST_WAITING = Gauge("pipeline_metric_oldest_waiting_seconds", "Age of the oldest waiting half (0: none waits)")
+POSITION = Gauge(
+    "pipeline_metric_stream_position_seconds", "Creation time (Unix seconds) each stream has reached", ["queue"]
+)
+ORPHANS_RELEASED = Counter("pipeline_metric_orphans_released", "Halves moved to a dead-letter queue as orphans")
 
 
 @dataclass(frozen=True)
@@ -58,105 +75,213 @@ def load_settings() -> Settings:
         common=common,
         prefetch=settings.env_int("PREFETCH", 500, minimum=1),
         orphan_timeout=settings.env_float("METRIC_ORPHAN_TIMEOUT", 600.0, minimum=1.0),
-        max_waiting=settings.env_int("METRIC_MAX_WAITING", 100_000, minimum=1),
+        max_waiting=settings.env_int("METRIC_MAX_WAITING", 30_000_000, minimum=1),
     )
 
 
 class Metric:
-    """Joins halves, writes rows and waiting halves, and acks each delivery after the fsync that made it safe."""
+    """Joins halves, writes rows, and acks each delivery once the fsyncs that made it safe are done."""
 
-    def __init__(self, config: Settings, broker: Broker) -> None:
-        logs = Path(config.common.logs_dir)
-        self._log = MetricLog(logs / "metric_log.csv")
-        self._journal = HalfJournal(logs / "metric_waiting.journal")
-        self._join = Join()
-        self._releasing: dict[tuple[str, str], Half] = {}  # published to a dead-letter queue, not confirmed yet
-        self._orphan_timeout = config.orphan_timeout
-        self._max_waiting = config.max_waiting
-        self._orphans = 0
-        self._rows, self._error_sum, self._rate = 0, 0.0, service.Rate()
-        self._unsafe: list[Delivery] = []  # processed, to be acked after the next sync
+    def __init__(self, config: Settings, broker: Broker, clock: Callable[[], float] = time.time) -> None:
+        self._logs = Path(config.common.logs_dir)
+        self._log = MetricLog(self._logs / "metric_log.csv")
+        self._store = WaitingStore(self._logs / "metric_waiting.sqlite")
+        self._timeout, self._max_waiting = config.orphan_timeout, config.max_waiting
+        self._clock = clock
+        self._join: Join | None = None
+        self._streams = Streams({}, config.orphan_timeout)
+        self._pending: list[tuple[Delivery, Half]] = []  # received, to be joined at the next sync
         self._sync_timer: object | None = None
+        self._rows, self._error_sum, self._orphans, self._rate = 0, 0.0, 0, service.Rate()
+        self._oldest: int | None = None
         self._broker = broker
         broker.add_hooks(on_lost=self._sync, on_stopping=self._sync)
         broker.consume(Y_TRUE, self._on_half)
         broker.consume(Y_PRED, self._on_half)
 
-    def run(self) -> int:
-        HALVES_WAITING.set_function(lambda: len(self._join))
+    @property
+    def join(self) -> Join:
+        assert self._join is not None, "open() first"
+        return self._join
+
+    def open(self) -> None:
+        """Open the CSV and the waiting halves' file, and take up where the last run stopped."""
         self._log.open()
-        self._restore_waiting_halves()
-        self._broker.call_later(self._orphan_timeout / 10, self._release_orphans)
+        saved = self._store.open()
+        self._streams = Streams(saved, self._timeout)
+        self._join = Join(self._store, saved.get("next_seq", 1))
+        self._recover(saved)
+        self._commit()
+        for side in SIDES:
+            HALVES_WAITING.labels(side).set_function(partial(self.join.waiting, side))
+        LOGGER.info("%d halves of y_true and %d of y_pred wait for their partner", *map(self.join.waiting, SIDES))
+        self._limit_waiting()
+        self._show(self._clock())
+
+    def close(self) -> None:
+        self._store.close()
+        self._log.close()
+
+    def start(self) -> None:
+        """Open the files and start the timers: the look for orphans every TICK, the heartbeat."""
+        self.open()
+        self._broker.call_later(TICK, self._tick)
         self._broker.call_later(service.HEARTBEAT_INTERVAL, self._heartbeat)
+
+    def run(self) -> int:
+        try:
+            self.start()
+        except FileInUse as error:
+            message = f"LOGS_DIR: {error}; run one metric per LOGS_DIR"
+            return settings.report_bad_setting(settings.SettingsError(message))
         try:
             return self._broker.run()
         finally:
-            self._journal.close()
-            self._log.close()
+            self.close()
 
-    def _restore_waiting_halves(self) -> None:
-        for half in self._journal.open():
-            if half.message_id not in self._log and not self._join.holds(half.side, half.message_id):
-                pair = self._join.add(half)
-                if pair is not None:
-                    self._write_or_release(pair, half)
-        self._log.sync()
-        self._journal.compact(self._live_halves(), force=True)
-        LOGGER.info("%d halves waiting for their partner", len(self._join))
-        self._limit_waiting()
+    # --- taking up where the last run stopped ---------------------------------------------------
+
+    def _recover(self, saved: dict[str, int]) -> None:
+        now = self._clock()
+        self.join.restore(self._store.inbox(), now)
+        if self._store.is_new:
+            self._upgrade(now)
+            return
+        offset = saved.get("csv_offset", 0)
+        if offset > self._log.size:
+            LOGGER.warning("%s is shorter than metric last wrote it: it was replaced; reading it all", self._log.path)
+            offset = 0
+        written = self._log.ids_after(offset)
+        if written:
+            LOGGER.info("%d rows were written just before metric stopped; their halves are done", len(written))
+            self.join.written(written, int(now))
+
+    def _upgrade(self, now: float) -> None:
+        """A CSV, and waiting halves, from before metric_waiting.sqlite: remember its last ids, adopt the halves."""
+        self.join.written(self._log.last_ids(UPGRADE_IDS), int(now))
+        journal = self._logs / OLD_JOURNAL
+        if journal.exists():
+            halves = _old_journal_halves(journal, now)
+            self.join.add(halves)
+            self._commit()
+            journal.unlink()
+            LOGGER.info("took %d waiting halves over from %s", len(halves), journal)
+
+    # --- deliveries -----------------------------------------------------------------------------
 
     def _on_half(self, delivery: Delivery) -> None:
         row_id, value = decode_value(delivery.body)
-        if row_id in self._log or self._join.holds(delivery.queue, row_id):
-            LOGGER.debug("%s of %s arrived again; already handled", delivery.queue, row_id)
-        else:
-            half = Half(delivery.queue, row_id, value, time.time())
-            pair = self._join.add(half)
-            if pair is None:
-                self._journal.record(half)
-            elif not self._write_or_release(pair):
-                raise BadMessage(f"{NOT_FINITE} (y_true {pair.y_true!r}, y_pred {pair.y_pred!r}); its partner goes too")
-        self._unsafe.append(delivery)
-        if len(self._unsafe) >= SYNC_DELIVERIES:
+        now = self._clock()
+        created = event_time(delivery.created, now)
+        self._streams.see(delivery.queue, created)
+        self._pending.append((delivery, Half(delivery.queue, row_id, value, created, arrived=now)))
+        if len(self._pending) >= SYNC_DELIVERIES:
             self._sync()
         elif self._sync_timer is None:
             self._sync_timer = self._broker.call_later(SYNC_DELAY, self._sync)
 
-    def _write_or_release(self, pair: Pair, *journaled: Half) -> bool:
-        """Write the pair's row, or, if its error is not finite, release its journaled halves and return False."""
-        if not math.isfinite(pair.absolute_error):
-            self._release([pair.partner, *journaled], reason=NOT_FINITE)
-            return False
-        self._log.append(pair.message_id, pair.y_true, pair.y_pred)
-        self._rows += 1
-        self._error_sum += pair.absolute_error
-        return True
-
     def _sync(self) -> None:
+        """Join what came, write and fsync the rows, commit the join, then ack."""
         if self._sync_timer is not None:
             self._broker.cancel_timer(self._sync_timer)
             self._sync_timer = None
-        self._journal.sync()
+        pending, self._pending = self._pending, []
+        orphans_before = self._streams.orphans_before()
+        outcomes = self.join.add([half for _, half in pending], orphans_before) if pending else []
+        safe, partners, orphans = [], [], []
+        for (delivery, half), (outcome, pair) in zip(pending, outcomes, strict=True):
+            if outcome is Outcome.ROW and pair is not None:
+                self._write(pair)
+            elif outcome is Outcome.NOT_FINITE and pair is not None:
+                self._refuse(delivery, pair)
+                partners.append(pair.partner)
+                continue
+            elif outcome is Outcome.ORPHAN:
+                orphans.append(half)
+            safe.append(delivery)
+        self.join.move_to_disk(self._clock())
         ROWS_WRITTEN.inc(self._log.sync())
-        for delivery in self._unsafe:
+        self._commit()
+        for delivery in safe:
             self._broker.ack(delivery)
-        self._unsafe.clear()
-        self._journal.compact(self._live_halves())
+        self._release(partners, reason=NOT_FINITE)
+        if orphans:
+            self._release_orphans(orphans)
         self._limit_waiting()
 
-    def _live_halves(self) -> list[Half]:
-        """What the journal must keep: halves waiting, and halves whose release the broker has not confirmed."""
-        return [*self._join.waiting(), *self._releasing.values()]
+    def _write(self, pair: Pair) -> None:
+        self._log.append(pair.message_id, pair.y_true, pair.y_pred)
+        self._rows += 1
+        self._error_sum += pair.absolute_error
+
+    def _refuse(self, delivery: Delivery, pair: Pair) -> None:
+        LOGGER.warning(
+            "rejected a message of %s into %s: %s (y_true %r, y_pred %r); its partner goes too",
+            delivery.queue,
+            dead_letter_queue(delivery.queue),
+            NOT_FINITE,
+            pair.y_true,
+            pair.y_pred,
+        )
+        self._broker.reject(delivery)
+
+    def _commit(self) -> None:
+        self.join.commit({"csv_offset": self._log.size} | self._streams.saved())
+
+    def _sync_soon(self) -> None:
+        if self._sync_timer is None:
+            self._sync_timer = self._broker.call_later(SYNC_DELAY, self._sync)
+
+    # --- orphans, pausing, and what the user sees -------------------------------------------------
+
+    def _tick(self) -> None:
+        now = self._clock()
+        self._streams.sample(now)
+        before = self._streams.orphans_before()
+        if self.join.move_to_disk(now) | self.join.move_orphans_to_disk(before):
+            self._sync()  # on disk before they are released
+        if not self.join.releasing:
+            orphans = self.join.take_orphans(before, RELEASE_BATCH)
+            if orphans:
+                self._release_orphans(orphans)
+        forget_before = self._streams.forget_before()
+        if forget_before is not None:
+            self.join.forget_done(forget_before, FORGET_BATCH)
+        self._show(now)
+        self._broker.call_later(TICK, self._tick)
+
+    def _release_orphans(self, orphans: list[Half]) -> None:
+        self._release(orphans, orphaned_after=self._timeout)
+        self._orphans += len(orphans)
+        ORPHANS_RELEASED.inc(len(orphans))
+        LOGGER.warning(
+            "released %d halves to the dead-letter queues: the other stream had passed them by more than %g s "
+            "without their partner (%d in all)",
+            len(orphans),
+            self._timeout,
+            self._orphans,
+        )
+
+    def _release(self, halves: list[Half], **reason: object) -> None:
+        """Publish ``halves`` (on disk) to their dead-letter queues; each is forgotten once the broker confirms it."""
+        for half in halves:
+            self.join.release(half)
+            body = encode(half.message_id, half.value, created=half.created, **reason)
+            self._broker.publish(dead_letter_queue(half.side), body, partial(self._released, half))
+
+    def _released(self, half: Half) -> None:
+        self.join.released(half)
+        self._sync_soon()  # the confirm on disk within milliseconds: a restart does not release it again
 
     def _limit_waiting(self) -> None:
-        """Pause a side with too many waiting halves, unless the other side has too many too: its partners are there."""
-        for side, partner_side in SIDES.items():
-            waiting, partners_waiting = self._join.count(side), self._join.count(partner_side)
-            if self._broker.is_paused(side):
-                if waiting <= RESUME_SHARE * self._max_waiting or partners_waiting > self._max_waiting:
-                    LOGGER.info("%d halves of %s wait; consuming %s again", waiting, side, side)
-                    self._broker.resume(side)
-            elif waiting > self._max_waiting and partners_waiting <= self._max_waiting:
+        """Pause a side with too many waiting halves; if both have too many, keep consuming the one that is behind
+        in creation time, since its coming halves are the partners of the other side's, so it never deadlocks."""
+        over = {side for side in SIDES if self._over_limit(side)}
+        if len(over) == 2:
+            over.discard(self._behind())
+        for side in SIDES:
+            waiting = self.join.waiting(side)
+            if side in over and not self._broker.is_paused(side):
                 LOGGER.warning(
                     "%d halves of %s wait for their partner (METRIC_MAX_WAITING %d); pausing %s until they come",
                     waiting,
@@ -165,44 +290,66 @@ class Metric:
                     side,
                 )
                 self._broker.pause(side)
+            elif side not in over and self._broker.is_paused(side):
+                LOGGER.info("%d halves of %s wait; consuming %s again", waiting, side, side)
+                self._broker.resume(side)
 
-    def _release_orphans(self) -> None:
-        """Move halves that waited too long to their dead-letter queue."""
-        orphans = self._join.release_older_than(time.time() - self._orphan_timeout)
-        if orphans:
-            self._release(orphans, orphaned_after=self._orphan_timeout)
-            self._orphans += len(orphans)
-            ORPHANS_RELEASED.inc(len(orphans))
-            LOGGER.warning(
-                "released %d halves whose partner did not come within %g s to the dead-letter queues (%d in all)",
-                len(orphans),
-                self._orphan_timeout,
-                self._orphans,
-            )
-        self._broker.call_later(self._orphan_timeout / 10, self._release_orphans)
+    def _over_limit(self, side: str) -> bool:
+        limit = RESUME_SHARE * self._max_waiting if self._broker.is_paused(side) else self._max_waiting
+        return self.join.waiting(side) > limit
 
-    def _release(self, halves: list[Half], **reason: object) -> None:
-        """Publish ``halves`` to their dead-letter queues; the journal keeps them until the broker confirms."""
-        for half in halves:
-            key = (half.side, half.message_id)
-            self._releasing[key] = half
-            body = encode(half.message_id, half.value, **reason)
-            self._broker.publish(dead_letter_queue(half.side), body, partial(self._released, key))
+    def _behind(self) -> str:
+        true_at, pred_at = (self._streams.position(side) for side in SIDES)
+        return Y_PRED if true_at is not None and (pred_at is None or pred_at < true_at) else Y_TRUE
 
-    def _released(self, key: tuple[str, str]) -> None:
-        """The broker has the half in its dead-letter queue: the journal may forget it at its next rewrite."""
-        self._releasing.pop(key, None)
+    def _show(self, now: float) -> None:
+        """Update the gauges and metric_status.json (for plot's page)."""
+        self._oldest = self.join.oldest()
+        OLDEST_WAITING.set(0 if self._oldest is None else max(0.0, now - self._oldest))
+        positions: dict[str, Any] = {side: self._streams.position(side) for side in SIDES}
+        for side, position in positions.items():
+            if position is not None:
+                POSITION.labels(side).set(position)
+        status = {
+            "waiting": {side: self.join.waiting(side) for side in SIDES},
+            "oldest_created": self._oldest,
+            "paused": [side for side in SIDES if self._broker.is_paused(side)],
+            "positions": positions,
+            "written_at": now,
+        }
+        try:
+            write_status(self._logs, status)
+        except OSError as error:  # a display only: the next tick tries again
+            LOGGER.debug("could not write the status file: %s", error)
 
     def _heartbeat(self) -> None:
+        oldest = "none" if self._oldest is None else f"{max(0.0, self._clock() - self._oldest):.0f} s"
         LOGGER.info(
-            "heartbeat: %d rows written (%.1f rows/s), MAE %.4g, %d halves waiting, %d orphans released",
+            "heartbeat: %d rows written (%.1f rows/s), MAE %.4g, halves waiting: %d y_true, %d y_pred "
+            "(the oldest created %s ago), %d orphans released",
             self._rows,
             self._rate.per_second(self._rows),
             self._error_sum / self._rows if self._rows else 0.0,
-            len(self._join),
+            self.join.waiting(Y_TRUE),
+            self.join.waiting(Y_PRED),
+            oldest,
             self._orphans,
         )
         self._broker.call_later(service.HEARTBEAT_INTERVAL, self._heartbeat)
+
+
+def _old_journal_halves(path: Path, now: float) -> list[Half]:
+    """The halves of a journal from before metric_waiting.sqlite (``side,id,value,arrived`` per line), as created
+    ``now``: their partners may still be queued, and carry no creation time either."""
+    halves = []
+    with path.open(newline="") as file:
+        for fields in csv.reader(file):
+            try:
+                side, message_id, value, _arrived = fields
+                halves.append(Half(side, message_id, float(value), int(now), arrived=now))
+            except ValueError:
+                continue  # a torn last line
+    return [half for half in halves if half.side in SIDES]
 
 
 def run(config: Settings) -> int:

@@ -1,0 +1,267 @@
+"""The join: y_true and y_pred halves paired by id, whatever the order and however long apart they come.
+
+A half that finds no partner waits: first in memory (the front), appended to the store's inbox so that its delivery
+can be acked; after FRONT_SECONDS, or past FRONT_HALVES, it moves to the store's waiting table on disk, so memory
+stays flat however many wait. A pair and a released half are remembered in the store's done table, so a copy of
+either half is known as one. Nothing here touches the disk but through ``WaitingStore``, and only ``commit`` writes.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections import deque
+from dataclasses import dataclass
+
+from waiting import BOTH_SIDES, SIDE_BIT, Changes, Found, Half, WaitingStore
+
+from pipeline.topology import Y_PRED, Y_TRUE
+
+FRONT_HALVES = 50_000  # halves waiting in memory at most; older ones move to disk
+FRONT_SECONDS = 10.0  # seconds a half waits in memory before it moves to disk
+PARTNER_SIDE = {Y_TRUE: Y_PRED, Y_PRED: Y_TRUE}
+
+
+class Outcome(enum.Enum):
+    ROW = "row"  # the half completed a row
+    NOT_FINITE = "not finite"  # it completed a pair whose absolute error is not a finite number: no row
+    WAITING = "waiting"  # it waits for its partner
+    ORPHAN = "orphan"  # it came after the other stream had passed it, and its partner is not waiting: release it
+    COPY = "copy"  # a copy of a half that waits, was written or was released: nothing to do
+
+
+@dataclass(slots=True)
+class Pair:
+    """Both halves of a row; ``partner`` is the half that was waiting."""
+
+    message_id: str
+    y_true: float
+    y_pred: float
+    partner: Half
+
+    @property
+    def absolute_error(self) -> float:
+        return abs(self.y_true - self.y_pred)
+
+
+class Join:
+    """Pairs halves; every change goes to the store in the next ``commit``."""
+
+    def __init__(self, store: WaitingStore, next_seq: int = 1) -> None:
+        self._store = store
+        self._front: dict[str, Half] = {}  # by id: one side waits in memory, or the two would have paired
+        self._arrivals: deque[Half] = deque()  # the front in inbox order, with halves that left it since
+        self._in_front = {Y_TRUE: 0, Y_PRED: 0}
+        self._on_disk = {Y_TRUE: store.count(Y_TRUE), Y_PRED: store.count(Y_PRED)}
+        self._releasing: dict[tuple[str, str], Half] = {}  # published to a dead-letter queue, not confirmed yet
+        self._changes = Changes()
+        self._next_seq = next_seq
+        self._swept_to = ""  # the sweep through handled ids goes on after this id
+
+    def waiting(self, side: str) -> int:
+        return self._in_front[side] + self._on_disk[side]
+
+    def __len__(self) -> int:
+        return self.waiting(Y_TRUE) + self.waiting(Y_PRED)
+
+    def oldest(self) -> int | None:
+        """Creation time of the oldest waiting half."""
+        times = [half.created for half in self._front.values()]
+        times += [created for side in (Y_TRUE, Y_PRED) if (created := self._store.oldest(side)) is not None]
+        return min(times, default=None)
+
+    # --- pairing ----------------------------------------------------------------------------------
+
+    def add(
+        self, halves: list[Half], orphans_before: dict[str, int | None] | None = None
+    ) -> list[tuple[Outcome, Pair | None]]:
+        """Pair or keep each half, in order; a pair of the batch is its row (or its non-finite pair). A half of
+        ``side`` created before ``orphans_before[side]`` that finds no partner waiting is an orphan at once: it goes
+        to disk to be released, and pairs with nothing (not with a late copy of its partner either)."""
+        unknown = [half.message_id for half in halves if half.message_id not in self._front]
+        found = self._store.find(unknown, waiting=self._on_disk[Y_TRUE] + self._on_disk[Y_PRED] > 0)
+        before = orphans_before or {}
+        return [self._add(half, found, before.get(half.side)) for half in halves]
+
+    def _add(self, half: Half, found: Found, orphan_before: int | None) -> tuple[Outcome, Pair | None]:
+        if self._is_copy(half, found):
+            return Outcome.COPY, None
+        partner = self._take_partner(half, found)
+        if partner is not None:
+            return self._pair(half, partner)
+        if orphan_before is not None and half.created < orphan_before:
+            self._spill(half)
+            self.release(half)
+            return Outcome.ORPHAN, None
+        half.handled = self._handled(half.message_id, found)
+        self._wait(half)
+        return Outcome.WAITING, None
+
+    def _handled(self, message_id: str, found: Found) -> int:
+        """The sides of ``message_id`` written or released (``done``), committed or not."""
+        return found.done.get(message_id, 0) | self._changes.done.get(message_id, (0, 0))[1]
+
+    def _is_copy(self, half: Half, found: Found) -> bool:
+        """Whether the same side of the id was written or released, or waits, or is being released."""
+        bit = SIDE_BIT[half.side]
+        if self._handled(half.message_id, found) & bit:
+            return True
+        in_front = self._front.get(half.message_id)
+        if in_front is not None:
+            return in_front.side == half.side or bool(in_front.handled & bit)
+        return half.side in found.waiting.get(half.message_id, {}) or (half.side, half.message_id) in self._releasing
+
+    def _take_partner(self, half: Half, found: Found) -> Half | None:
+        """The partner waiting in memory or on disk (not one being released), no longer waiting."""
+        in_front = self._front.get(half.message_id)
+        if in_front is not None:
+            self._leave_front(in_front)
+            return in_front
+        partner = found.waiting.get(half.message_id, {}).pop(PARTNER_SIDE[half.side], None)
+        if partner is None or (partner.side, partner.message_id) in self._releasing:
+            return None
+        self._leave_disk(partner)
+        return partner
+
+    def _pair(self, half: Half, partner: Half) -> tuple[Outcome, Pair]:
+        y_true, y_pred = (half, partner) if half.side == Y_TRUE else (partner, half)
+        pair = Pair(half.message_id, y_true.value, y_pred.value, partner)
+        if math.isfinite(pair.absolute_error):
+            self._changes.mark_done(half.message_id, max(half.created, partner.created), BOTH_SIDES)
+            return Outcome.ROW, pair
+        # no row: the half that came is rejected, and the partner goes to its dead-letter queue, from disk
+        if partner.seq:
+            self._spill(partner)
+        else:
+            self._back_on_disk(partner)
+        return Outcome.NOT_FINITE, pair
+
+    def _wait(self, half: Half) -> None:
+        half.seq, self._next_seq = self._next_seq, self._next_seq + 1
+        self._front[half.message_id] = half
+        self._arrivals.append(half)
+        self._in_front[half.side] += 1
+        self._changes.inbox.append(half)
+
+    def _leave_front(self, half: Half) -> None:
+        del self._front[half.message_id]
+        self._in_front[half.side] -= 1
+
+    def _leave_disk(self, half: Half) -> None:
+        self._changes.gone.append(half)
+        self._on_disk[half.side] -= 1
+
+    def _back_on_disk(self, half: Half) -> None:
+        self._changes.gone.remove(half)
+        self._on_disk[half.side] += 1
+
+    def _spill(self, half: Half) -> None:
+        """Move ``half`` from memory to the waiting table (it may have left the front already)."""
+        if self._front.get(half.message_id) is half:
+            self._leave_front(half)
+        self._changes.spilled.append(half)
+        self._on_disk[half.side] += 1
+
+    # --- restoring, and halves already written ----------------------------------------------------
+
+    def restore(self, halves: list[Half], now: float) -> None:
+        """Wait again, in memory, for the inbox's halves that are still waiting."""
+        found = self._store.find([half.message_id for half in halves])
+        for half in halves:
+            handled = found.done.get(half.message_id, 0) & SIDE_BIT[half.side]
+            on_disk = half.side in found.waiting.get(half.message_id, {})
+            if not handled and not on_disk and half.message_id not in self._front:
+                half.arrived, half.handled = now, found.done.get(half.message_id, 0)
+                self._front[half.message_id] = half
+                self._arrivals.append(half)
+                self._in_front[half.side] += 1
+        self._next_seq = max([self._next_seq, *(half.seq + 1 for half in halves)])
+
+    def written(self, message_ids: list[str], now: int) -> None:
+        """Rows metric_log.csv holds that the store did not know of (written just before a crash): forget their
+        halves."""
+        found = self._store.find(message_ids)
+        for message_id in message_ids:
+            created = now
+            if (in_front := self._front.get(message_id)) is not None:
+                self._leave_front(in_front)
+                created = in_front.created
+            for half in found.waiting.get(message_id, {}).values():
+                self._leave_disk(half)
+                created = half.created
+            self._changes.mark_done(message_id, created, BOTH_SIDES)
+
+    # --- memory, orphans and the file -------------------------------------------------------------
+
+    def move_to_disk(self, now: float) -> bool:
+        """Move to disk the halves that waited in memory FRONT_SECONDS, and the oldest past FRONT_HALVES. Return
+        whether any moved."""
+        moved = False
+        self._drop_departed()
+        while self._arrivals and (len(self._front) > FRONT_HALVES or now - self._arrivals[0].arrived > FRONT_SECONDS):
+            self._spill(self._arrivals.popleft())
+            self._drop_departed()
+            moved = True
+        return moved
+
+    def move_orphans_to_disk(self, created_before: dict[str, int | None]) -> bool:
+        """Move to disk the halves in memory created before ``created_before[side]``, to be released from there.
+        Return whether there were any."""
+        orphans = [
+            half
+            for half in self._front.values()
+            if (before := created_before[half.side]) is not None and half.created < before
+        ]
+        for half in orphans:
+            self._spill(half)
+        return bool(orphans)
+
+    def _drop_departed(self) -> None:
+        """Drop the oldest arrivals that left the front (paired, or moved to disk)."""
+        while self._arrivals and self._front.get(self._arrivals[0].message_id) is not self._arrivals[0]:
+            self._arrivals.popleft()
+
+    def take_orphans(self, created_before: dict[str, int | None], limit: int) -> list[Half]:
+        """Halves on disk created before ``created_before[side]``, at most ``limit``, now being released: none of
+        them pairs any more; ``released`` forgets each once the broker has it."""
+        taken: list[Half] = []
+        leaving = {(half.side, half.message_id) for half in self._changes.gone}  # confirmed, not committed yet
+        for side, before in created_before.items():
+            if before is None:
+                continue
+            for half in self._store.older_than(side, before, limit + len(self._releasing) + len(leaving)):
+                key = (half.side, half.message_id)
+                if key not in self._releasing and key not in leaving and len(taken) < limit:
+                    self._releasing[key] = half
+                    taken.append(half)
+        return taken
+
+    def release(self, half: Half) -> None:
+        """``half`` (a partner of a non-finite pair, on disk) is being released."""
+        self._releasing[(half.side, half.message_id)] = half
+
+    def released(self, half: Half) -> None:
+        """The broker confirmed ``half`` in its dead-letter queue."""
+        if self._releasing.pop((half.side, half.message_id), None) is not None:
+            self._leave_disk(half)
+            self._changes.mark_done(half.message_id, half.created, SIDE_BIT[half.side])
+            if (partner := self._front.get(half.message_id)) is not None:
+                partner.handled |= SIDE_BIT[half.side]  # a copy of the released half must not pair with it
+
+    @property
+    def releasing(self) -> int:
+        return len(self._releasing)
+
+    def commit(self, meta: dict[str, int]) -> None:
+        """Write every change since the last commit, and ``meta``, in one fsynced transaction."""
+        self._drop_departed()
+        changes, self._changes = self._changes, Changes()
+        changes.inbox = [half for half in changes.inbox if self._front.get(half.message_id) is half]  # not paired
+        changes.inbox_from = self._arrivals[0].seq if self._arrivals else self._next_seq
+        changes.meta = meta | {"next_seq": self._next_seq}
+        self._store.commit(changes)
+
+    def forget_done(self, created_before: int, limit: int) -> int:
+        """Sweep on through the handled ids, forgetting those created before ``created_before``."""
+        forgotten, self._swept_to = self._store.forget_done(created_before, self._swept_to, limit)
+        return forgotten
