@@ -56,12 +56,28 @@ def summary(snapshot: Snapshot, now: float, stalled_after: float, run: str = "")
         "stalled": since is not None and since > stalled_after,
         "stalled_after": stalled_after,
         "drift": snapshot.drift,
+        "waiting": _waiting(snapshot.waiting, now),
         "pictures": {
             name.removesuffix(".png"): f"/{name}?v={run}{version}" if version else None
             for name, version in snapshot.pictures.items()
         },
     }
     return _finite(numbers)
+
+
+def _waiting(status: dict[str, Any] | None, now: float) -> dict[str, Any] | None:
+    """What metric_status.json says of the halves waiting for their partner, as of ``now``; None if metric has not
+    written it."""
+    if status is None:
+        return None
+    waiting, oldest, written = status.get("waiting") or {}, status.get("oldest_created"), status.get("written_at")
+    return {
+        "y_true": waiting.get("y_true"),
+        "y_pred": waiting.get("y_pred"),
+        "oldest_seconds": None if not isinstance(oldest, int | float) else max(0.0, now - oldest),
+        "paused": status.get("paused", []),
+        "seconds_since_update": None if not isinstance(written, int | float) else max(0.0, now - written),
+    }
 
 
 def _finite(value: Any) -> Any:

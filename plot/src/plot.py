@@ -53,6 +53,7 @@ from pipeline.settings import (
     report_bad_setting,
     writable_folder,
 )
+from pipeline.status import read_status
 from pipeline.timeline import Timeline
 
 LOGGER = logging.getLogger("plot")
@@ -259,6 +260,7 @@ class Plotter:
     one draw at most. After each refresh ``snapshot`` holds the numbers for the page and the metrics."""
 
     def __init__(self, logs_dir: Path, drift: DriftSettings = DEFAULT_DRIFT) -> None:
+        self._logs_dir = logs_dir
         self._tail = CsvTail(logs_dir / "metric_log.csv")
         self._distribution = DistributionPicture(logs_dir / DISTRIBUTION_PNG)
         self._over_time = OverTimePicture(logs_dir / OVER_TIME_PNG)
@@ -269,7 +271,9 @@ class Plotter:
         self._blocks_drawn = 0  # the row that ends the last block error_over_time.png shows
         self._rates: deque[tuple[float, int]] = deque()  # (monotonic time, rows) at each refresh of the last minute
         self.draws = 0
-        self.snapshot = Snapshot.of(self._stats, rows_per_second=0.0, last_row_at=None, pictures=self.pictures)
+        self.snapshot = Snapshot.of(
+            self._stats, rows_per_second=0.0, last_row_at=None, pictures=self.pictures, waiting=None
+        )
 
     @property
     def pictures(self) -> dict[str, int]:
@@ -285,6 +289,7 @@ class Plotter:
             rows_per_second=self._rows_per_second(),
             last_row_at=self._tail.modified if self._stats.rows else None,
             pictures=self.pictures,
+            waiting=read_status(self._logs_dir),
         )
         return drawn
 
@@ -379,10 +384,17 @@ class Snapshot:
     last_row_at: float | None  # when the CSV was last written, if it has rows (seconds since the epoch)
     drift: dict[str, Any]
     pictures: dict[str, int]
+    waiting: dict[str, Any] | None  # metric_status.json as metric last wrote it, if it has
 
     @classmethod
     def of(
-        cls, stats: ErrorStats, *, rows_per_second: float, last_row_at: float | None, pictures: dict[str, int]
+        cls,
+        stats: ErrorStats,
+        *,
+        rows_per_second: float,
+        last_row_at: float | None,
+        pictures: dict[str, int],
+        waiting: dict[str, Any] | None,
     ) -> Snapshot:
         drift = stats.drift
         return cls(
@@ -410,6 +422,7 @@ class Snapshot:
                 "alarm_since_row": drift.stretches[-1].start if drift.alarm else None,
             },
             pictures=dict(pictures),
+            waiting=waiting,
         )
 
 
