@@ -1,10 +1,13 @@
+import os
 from pathlib import Path
+
+import pytest
 
 from pipeline.metric_log import HEADER, MetricLog, format_row
 
 
-def write_rows(path: Path, ids: list[str], remember: int = 100) -> MetricLog:
-    log = MetricLog(path, remember=remember)
+def write_rows(path: Path, ids: list[str]) -> MetricLog:
+    log = MetricLog(path)
     log.open()
     for index, message_id in enumerate(ids):
         log.append(message_id, float(index), 2.0 * index)
@@ -45,7 +48,7 @@ def test_a_torn_last_line_is_cut_on_open(tmp_path: Path) -> None:
         file.write(b"c,1.0,2")
     log = MetricLog(path)
     log.open()
-    assert "c" not in log and "b" in log
+    assert log.last_ids(1) == ["b"]
     log.append("c", 1.0, 2.0)
     log.close()
     assert path.read_bytes().endswith(b"\nc,1.0,2.0,1.0\n")
@@ -59,20 +62,37 @@ def test_a_torn_header_is_replaced_by_a_whole_one(tmp_path: Path) -> None:
     assert path.read_bytes() == HEADER + b"a,0.0,0.0,0.0\n"
 
 
-def test_ids_of_the_last_rows_are_remembered_across_restarts(tmp_path: Path) -> None:
+def test_the_ids_of_the_last_rows_and_of_those_past_an_offset(tmp_path: Path) -> None:
     path = tmp_path / "m.csv"
-    write_rows(path, [f"id{index}" for index in range(50)]).close()
-    log = MetricLog(path, remember=10)
-    log.open()
-    assert all(f"id{index}" in log for index in range(40, 50))
-    assert "id39" not in log
+    log = write_rows(path, [f"id{index}" for index in range(50)])
+    offset = log.size
+    assert log.last_ids(3) == ["id47", "id48", "id49"]
+    assert len(log.last_ids(100)) == 50, "the header is no row"
     log.append("new", 1.0, 1.0)
-    assert "new" in log and "id40" not in log
+    assert log.ids_after(offset) == [], "a row is past the offset once synced"
+    log.sync()
+    assert log.ids_after(offset) == ["new"]
+    assert log.ids_after(0)[:2] == ["id0", "id1"]
+    log.close()
 
 
-def test_quoted_ids_are_remembered_as_written(tmp_path: Path) -> None:
+def test_quoted_ids_are_read_as_written(tmp_path: Path) -> None:
     path = tmp_path / "m.csv"
     write_rows(path, ['a,"b', "plain"]).close()
     log = MetricLog(path)
     log.open()
-    assert 'a,"b' in log and "plain" in log
+    assert log.last_ids(2) == ['a,"b', "plain"]
+
+
+def test_a_write_that_takes_only_part_of_the_rows_goes_on_with_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_write = os.write
+    monkeypatch.setattr("pipeline.append_file.os.write", lambda fd, data: real_write(fd, bytes(data[:7])))
+    log = MetricLog(tmp_path / "m.csv")
+    log.open()
+    for index in range(5):
+        log.append(f"id{index}", 1.0, 2.0)
+    assert log.sync() == 5
+    log.close()
+    assert (tmp_path / "m.csv").read_bytes() == HEADER + b"".join(format_row(f"id{i}", 1.0, 2.0) for i in range(5))

@@ -41,7 +41,9 @@ class AppendFile:
         """Write the buffered lines in one write, fsync, and return how many there were."""
         lines = len(self._buffer)
         if lines:
-            os.write(self._fd, b"".join(self._buffer))
+            data = memoryview(b"".join(self._buffer))
+            while data:  # a write may take only part of it (a full disk, a file-size limit): go on or raise
+                data = data[os.write(self._fd, data) :]
             os.fsync(self._fd)
             self._buffer.clear()
         return lines

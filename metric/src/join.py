@@ -54,6 +54,7 @@ class Join:
         self._in_front = {Y_TRUE: 0, Y_PRED: 0}
         self._on_disk = {Y_TRUE: store.count(Y_TRUE), Y_PRED: store.count(Y_PRED)}
         self._releasing: dict[tuple[str, str], Half] = {}  # published to a dead-letter queue, not confirmed yet
+        self._leaving: set[tuple[str, str]] = set()  # left the waiting table since the last commit
         self._changes = Changes()
         self._next_seq = next_seq
         self._swept_to = ""  # the sweep through handled ids goes on after this id
@@ -79,7 +80,9 @@ class Join:
         ``side`` created before ``orphans_before[side]`` that finds no partner waiting is an orphan at once: it goes
         to disk to be released, and pairs with nothing (not with a late copy of its partner either)."""
         unknown = [half.message_id for half in halves if half.message_id not in self._front]
-        found = self._store.find(unknown, waiting=self._on_disk[Y_TRUE] + self._on_disk[Y_PRED] > 0)
+        found = self._store.find(unknown, waiting=self._store.has_waiting())
+        for half in self._changes.spilled:  # moved to disk, not committed yet
+            found.waiting.setdefault(half.message_id, {})[half.side] = half
         before = orphans_before or {}
         return [self._add(half, found, before.get(half.side)) for half in halves]
 
@@ -102,23 +105,28 @@ class Join:
         return found.done.get(message_id, 0) | self._changes.done.get(message_id, (0, 0))[1]
 
     def _is_copy(self, half: Half, found: Found) -> bool:
-        """Whether the same side of the id was written or released, or waits, or is being released."""
+        """Whether the same side of the id was written or released, or is being released, or waits."""
         bit = SIDE_BIT[half.side]
-        if self._handled(half.message_id, found) & bit:
+        if self._handled(half.message_id, found) & bit or self._unavailable(half):
             return True
         in_front = self._front.get(half.message_id)
         if in_front is not None:
             return in_front.side == half.side or bool(in_front.handled & bit)
-        return half.side in found.waiting.get(half.message_id, {}) or (half.side, half.message_id) in self._releasing
+        return half.side in found.waiting.get(half.message_id, {})
+
+    def _unavailable(self, half: Half) -> bool:
+        """Whether ``half`` is being released, or left the disk since the last commit (the table still has it)."""
+        key = (half.side, half.message_id)
+        return key in self._releasing or key in self._leaving
 
     def _take_partner(self, half: Half, found: Found) -> Half | None:
-        """The partner waiting in memory or on disk (not one being released), no longer waiting."""
+        """The partner waiting in memory or on disk (not one being released or gone), no longer waiting."""
         in_front = self._front.get(half.message_id)
         if in_front is not None:
             self._leave_front(in_front)
             return in_front
-        partner = found.waiting.get(half.message_id, {}).pop(PARTNER_SIDE[half.side], None)
-        if partner is None or (partner.side, partner.message_id) in self._releasing:
+        partner = found.waiting.get(half.message_id, {}).get(PARTNER_SIDE[half.side])
+        if partner is None or self._unavailable(partner):
             return None
         self._leave_disk(partner)
         return partner
@@ -134,6 +142,7 @@ class Join:
             self._spill(partner)
         else:
             self._back_on_disk(partner)
+        self.release(partner)
         return Outcome.NOT_FINITE, pair
 
     def _wait(self, half: Half) -> None:
@@ -149,10 +158,12 @@ class Join:
 
     def _leave_disk(self, half: Half) -> None:
         self._changes.gone.append(half)
+        self._leaving.add((half.side, half.message_id))
         self._on_disk[half.side] -= 1
 
     def _back_on_disk(self, half: Half) -> None:
         self._changes.gone.remove(half)
+        self._leaving.discard((half.side, half.message_id))
         self._on_disk[half.side] += 1
 
     def _spill(self, half: Half) -> None:
@@ -225,14 +236,12 @@ class Join:
         """Halves on disk created before ``created_before[side]``, at most ``limit``, now being released: none of
         them pairs any more; ``released`` forgets each once the broker has it."""
         taken: list[Half] = []
-        leaving = {(half.side, half.message_id) for half in self._changes.gone}  # confirmed, not committed yet
         for side, before in created_before.items():
             if before is None:
                 continue
-            for half in self._store.older_than(side, before, limit + len(self._releasing) + len(leaving)):
-                key = (half.side, half.message_id)
-                if key not in self._releasing and key not in leaving and len(taken) < limit:
-                    self._releasing[key] = half
+            for half in self._store.older_than(side, before, limit + len(self._releasing) + len(self._leaving)):
+                if not self._unavailable(half) and len(taken) < limit:
+                    self.release(half)
                     taken.append(half)
         return taken
 
@@ -255,11 +264,13 @@ class Join:
     def commit(self, meta: dict[str, int]) -> None:
         """Write every change since the last commit, and ``meta``, in one fsynced transaction."""
         self._drop_departed()
-        changes, self._changes = self._changes, Changes()
+        changes = self._changes
         changes.inbox = [half for half in changes.inbox if self._front.get(half.message_id) is half]  # not paired
         changes.inbox_from = self._arrivals[0].seq if self._arrivals else self._next_seq
         changes.meta = meta | {"next_seq": self._next_seq}
         self._store.commit(changes)
+        self._changes = Changes()
+        self._leaving.clear()
 
     def forget_done(self, created_before: int, limit: int) -> int:
         """Sweep on through the handled ids, forgetting those created before ``created_before``."""

@@ -16,8 +16,10 @@ Once a second, metric writes metric_status.json for plot: how many halves wait o
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
+import sqlite3
 import sys
 import time
 from collections.abc import Callable
@@ -120,7 +122,8 @@ class Metric:
 
     def close(self) -> None:
         self._store.close()
-        self._log.close()
+        with contextlib.suppress(OSError):  # after a failed write: the next start cuts what is torn
+            self._log.close()
 
     def start(self) -> None:
         """Open the files and start the timers: the look for orphans every TICK, the heartbeat."""
@@ -144,7 +147,7 @@ class Metric:
     def _recover(self, saved: dict[str, int]) -> None:
         now = self._clock()
         self.join.restore(self._store.inbox(), now)
-        if self._store.is_new:
+        if "csv_offset" not in saved:  # never committed: a new file, or one made just before a crash
             self._upgrade(now)
             return
         offset = saved.get("csv_offset", 0)
@@ -175,9 +178,9 @@ class Metric:
         created = event_time(delivery.created, now)
         self._streams.see(delivery.queue, created)
         self._pending.append((delivery, Half(delivery.queue, row_id, value, created, arrived=now)))
-        if len(self._pending) >= SYNC_DELIVERIES:
-            self._sync()
-        elif self._sync_timer is None:
+        if len(self._pending) == SYNC_DELIVERIES:
+            self._broker.call_soon(self._sync)  # not from within this handler: a failing sync must not be taken
+        elif self._sync_timer is None:  # for a fault of this one message
             self._sync_timer = self._broker.call_later(SYNC_DELAY, self._sync)
 
     def _sync(self) -> None:
@@ -200,8 +203,7 @@ class Metric:
                 orphans.append(half)
             safe.append(delivery)
         self.join.move_to_disk(self._clock())
-        ROWS_WRITTEN.inc(self._log.sync())
-        self._commit()
+        self._save()
         for delivery in safe:
             self._broker.ack(delivery)
         self._release(partners, reason=NOT_FINITE)
@@ -225,6 +227,16 @@ class Metric:
         )
         self._broker.reject(delivery)
 
+    def _save(self) -> None:
+        """Write and fsync the rows, then commit the join: the acks wait for both. A file that cannot be written
+        stops metric (its unacked deliveries come back after the restart, and nothing is acked that is not safe)."""
+        try:
+            ROWS_WRITTEN.inc(self._log.sync())
+            self._commit()
+        except (OSError, sqlite3.Error) as error:
+            LOGGER.error("cannot write to %s (%s); exiting: nothing unsafe was acked", self._logs, error)
+            raise SystemExit(1) from None
+
     def _commit(self) -> None:
         self.join.commit({"csv_offset": self._log.size} | self._streams.saved())
 
@@ -235,11 +247,12 @@ class Metric:
     # --- orphans, pausing, and what the user sees -------------------------------------------------
 
     def _tick(self) -> None:
+        self._sync()  # what came is joined before anything moves to disk
         now = self._clock()
         self._streams.sample(now)
         before = self._streams.orphans_before()
         if self.join.move_to_disk(now) | self.join.move_orphans_to_disk(before):
-            self._sync()  # on disk before they are released
+            self._save()  # on disk before they are released
         if not self.join.releasing:
             orphans = self.join.take_orphans(before, RELEASE_BATCH)
             if orphans:
@@ -323,10 +336,12 @@ class Metric:
             LOGGER.debug("could not write the status file: %s", error)
 
     def _heartbeat(self) -> None:
-        oldest = "none" if self._oldest is None else f"{max(0.0, self._clock() - self._oldest):.0f} s"
+        oldest = (
+            "" if self._oldest is None else f", the oldest created {max(0.0, self._clock() - self._oldest):.0f} s ago"
+        )
         LOGGER.info(
-            "heartbeat: %d rows written (%.1f rows/s), MAE %.4g, halves waiting: %d y_true, %d y_pred "
-            "(the oldest created %s ago), %d orphans released",
+            "heartbeat: %d rows written (%.1f rows/s), MAE %.4g, halves waiting: %d y_true, %d y_pred%s; "
+            "%d orphans released",
             self._rows,
             self._rate.per_second(self._rows),
             self._error_sum / self._rows if self._rows else 0.0,

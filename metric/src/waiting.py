@@ -92,7 +92,6 @@ class WaitingStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db: sqlite3.Connection | None = None
-        self.is_new = False
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -100,8 +99,7 @@ class WaitingStore:
         return self._db
 
     def open(self) -> dict[str, int]:
-        """Open (creating it if missing) and return what ``meta`` holds."""
-        self.is_new = not self.path.exists()
+        """Open (creating it if missing) and return what ``meta`` holds (nothing before the first commit)."""
         self._db = sqlite3.connect(self.path, isolation_level=None, timeout=LOCK_TIMEOUT)
         try:
             self.db.execute("PRAGMA locking_mode=EXCLUSIVE")  # one metric per file; and no -shm file to map
@@ -119,6 +117,9 @@ class WaitingStore:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+    def has_waiting(self) -> bool:
+        return self.db.execute("SELECT 1 FROM waiting LIMIT 1").fetchone() is not None
 
     def count(self, side: str) -> int:
         (count,) = self.db.execute("SELECT count(*) FROM waiting WHERE side = ?", (SIDE_NUMBER[side],)).fetchone()
@@ -188,10 +189,11 @@ class WaitingStore:
                 [(id_, created, sides) for id_, (created, sides) in changes.done.items()],
             )
             db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", changes.meta.items())
+            db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
-        db.execute("COMMIT")
 
 
 def _inbox_rows(halves: list[Half]) -> Iterator[tuple[int, int, str, float, int]]:
