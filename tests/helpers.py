@@ -18,12 +18,12 @@ from typing import Any
 import pika
 import pika.exceptions
 
-from pipeline.topology import FEATURES, Y_PRED, Y_TRUE, dead_letter_queue
+from pipeline.topology import FEATURES, Y_PRED, Y_TRUE, Y_TRUE_DELAYED, dead_letter_queue
 
 REPO = Path(__file__).resolve().parents[1]
 RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 QUEUES = [FEATURES, Y_TRUE, Y_PRED]
-ALL_QUEUES = QUEUES + [dead_letter_queue(queue) for queue in QUEUES]
+ALL_QUEUES = [*QUEUES, *(dead_letter_queue(queue) for queue in QUEUES), Y_TRUE_DELAYED]
 HEADER = ["id", "y_true", "y_pred", "absolute_error"]
 CTL_PORTS = 10  # distribution ports a cluster's CLI calls may use (by default 35672-35682, shared by every cluster)
 
@@ -306,11 +306,13 @@ QUIET = {"WEB_PORT": "0"}  # plot's page only where a test asks for it: processe
 
 
 class Services:
-    """The service files run as processes, each with its output in ``<name>.log`` under ``folder``."""
+    """The service files run as processes, each with its output in ``<name>.log`` under ``folder``; ``code`` is the
+    checkout they run from (another one than this, for a benchmark of two versions)."""
 
-    def __init__(self, folder: Path, environment: dict[str, str]) -> None:
+    def __init__(self, folder: Path, environment: dict[str, str], code: Path = REPO) -> None:
         self.folder = folder
         self.environment = environment
+        self.code = code
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._log_offsets: dict[str, int] = {}
 
@@ -320,7 +322,7 @@ class Services:
         output = open(self.folder / f"{name}.log", "ab")  # noqa: SIM115 (closed with the process)
         self._log_offsets[name] = output.tell()
         process = subprocess.Popen(
-            [sys.executable, str(REPO / service / "src" / f"{service}.py")],
+            [sys.executable, str(self.code / service / "src" / f"{service}.py")],
             env=os.environ | QUIET | self.environment | extra,
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -379,6 +381,16 @@ def row_count(path: Path) -> int:
     return max(0, len(csv_lines(path)) - 1)
 
 
+def ledger_published_at(path: Path) -> dict[str, float]:
+    """When features noted each row as published (Unix seconds), before its messages went out."""
+    moments = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("published "):
+            _state, row_id, moment = line.split()
+            moments[row_id] = float(moment)
+    return moments
+
+
 def ledger_ids(path: Path, state: str = "confirmed") -> list[str]:
     """Ids the features ledger notes as ``published`` or ``confirmed``."""
     lines = path.read_text().splitlines() if path.exists() else []
@@ -400,13 +412,52 @@ def stop_gracefully(services: Services, *names: str) -> None:
         assert services.wait(name, timeout=15) == 0, f"{name} did not exit 0 on SIGTERM"
 
 
-def publish_raw(url: str, messages: list[tuple[str, bytes]]) -> None:
+def publish_raw(url: str, messages: list[tuple[str, bytes]], created: int | None = None) -> None:
+    """Publish ``messages`` persistently, confirmed; ``created``: their AMQP timestamp (none if None)."""
     connection = pika.BlockingConnection(pika.URLParameters(url))
     channel = connection.channel()
     channel.confirm_delivery()
     for queue, body in messages:
-        channel.basic_publish("", queue, body, pika.BasicProperties(delivery_mode=2))
+        channel.basic_publish("", queue, body, pika.BasicProperties(delivery_mode=2, timestamp=created))
     connection.close()
+
+
+def take_ids(url: str, queue: str) -> list[str]:
+    """Take every message out of ``queue`` (a dead-letter queue, say) and return their ids."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    ids = []
+    while True:
+        method, _properties, body = channel.basic_get(queue, auto_ack=True)
+        if method is None:
+            break
+        ids.append(json.loads(body)["id"])
+    connection.close()
+    return ids
+
+
+class CsvWatch:
+    """When each id's row first appeared in the CSV, by reading what was appended at each ``look``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.seen: dict[str, float] = {}
+        self._offset, self._partial = 0, b""
+
+    def look(self) -> int:
+        """Read what is new; return how many rows have appeared."""
+        if self.path.exists():
+            with self.path.open("rb") as file:
+                file.seek(self._offset)
+                data = file.read()
+            self._offset += len(data)
+            now = time.time()
+            lines = (self._partial + data).split(b"\n")
+            self._partial = lines.pop()
+            for row in csv.reader(line.decode() for line in lines):
+                if row and row[0] != "id":
+                    self.seen.setdefault(row[0], now)
+        return len(self.seen)
 
 
 class Stream:

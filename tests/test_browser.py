@@ -1,16 +1,18 @@
 """The page in a real browser: Debian's Chromium driven by Playwright (never `playwright install`: the browser is the
 system's). plot runs as a process on a real CSV; the browser must show both pictures, the CSV's numbers, new rows
-without a reload, the drift banner and the stalled state, with no error in its console."""
+without a reload, the drift banner, the stalled state and the labels pending, with no error in its console."""
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from pipeline.status import write_status
 from tests.helpers import wait_until
 from tests.test_page import csv_numbers, start_plot, write_rows
 
@@ -71,6 +73,16 @@ def test_the_page_shows_the_csv_live_in_a_real_browser(browser: Browser, tmp_pat
 
         page.wait_for_selector("#stalled-banner", state="visible", timeout=WAIT_MS)
         assert "stalled" in (page.text_content("#stalled-banner") or "")
+
+        assert page.is_hidden("#waiting-banner") and page.text_content("#waiting-y-pred") == "\u2013", "no status yet"
+        labels_an_hour_late = {"waiting": {"y_true": 0, "y_pred": 3600}, "oldest_created": time.time() - 3600}
+        write_status(logs_dir, labels_an_hour_late | {"paused": [], "positions": {}, "written_at": time.time()})
+        page.wait_for_selector("#waiting-banner", state="visible", timeout=WAIT_MS)
+        assert "labels pending: 3,600 predictions wait" in (page.text_content("#waiting-banner") or "")
+        assert page.text_content("#waiting-y-pred") == "3,600" and page.text_content("#waiting-oldest") == "1.0 h"
+        write_status(logs_dir, {"waiting": {"y_true": 0, "y_pred": 0}, "oldest_created": None, "paused": []})
+        page.wait_for_selector("#waiting-banner", state="hidden", timeout=WAIT_MS)
+        assert page.text_content("#waiting-oldest") == "none"
         page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
         assert problems == [], f"console errors: {problems}"
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import socket
+import time
 import urllib.request
 from pathlib import Path
 
@@ -48,6 +49,7 @@ def value(samples: dict, name: str, **labels: str) -> float:
 def test_the_metrics_of_every_service_agree_with_the_csv_and_the_queues(
     make_services, broker_url: str, logs_dir: Path
 ) -> None:
+    start_of_run = int(time.time())
     ports = {name: free_port() for name in SERVICES}
     services = make_services(broker_url)
     stream = Stream(services, broker_url, logs_dir)
@@ -77,10 +79,11 @@ def test_the_metrics_of_every_service_agree_with_the_csv_and_the_queues(
     rows = csv_rows(stream.csv)
     errors = [float(row[3]) for row in rows]
 
-    def settled() -> bool:  # plot reads the CSV every PLOT_INTERVAL; metric's acks leave in the next loop turn
-        return value(scrape(ports["plot"]), "pipeline_rows_total") == ROWS
+    def settled() -> bool:  # plot reads the CSV every PLOT_INTERVAL; metric's gauges follow its look every second
+        oldest = value(scrape(ports["metric"]), "pipeline_metric_oldest_waiting_seconds")
+        return value(scrape(ports["plot"]), "pipeline_rows_total") == ROWS and oldest == 0
 
-    wait_until(settled, 30, "plot to have read every row")
+    wait_until(settled, 30, "plot to have read every row, and metric to see nothing waiting")
     model, metric, plot = (scrape(ports[name]) for name in ("model", "metric", "plot"))
     assert value(model, "pipeline_messages_consumed_total", queue=FEATURES) == ROWS
     assert value(model, "pipeline_messages_published_total", queue=Y_PRED) == ROWS
@@ -89,7 +92,10 @@ def test_the_metrics_of_every_service_agree_with_the_csv_and_the_queues(
     assert value(metric, "pipeline_messages_consumed_total", queue=Y_PRED) == ROWS
     assert value(metric, "pipeline_messages_rejected_total", queue=Y_TRUE) == depths[dead_letter_queue(Y_TRUE)]
     assert value(metric, "pipeline_metric_rows_written_total") == len(rows) == ROWS
-    assert value(metric, "pipeline_metric_halves_waiting") == 0
+    for queue in (Y_TRUE, Y_PRED):
+        assert value(metric, "pipeline_metric_halves_waiting", queue=queue) == 0
+    assert value(metric, "pipeline_metric_oldest_waiting_seconds") == 0
+    assert value(metric, "pipeline_metric_stream_position_seconds", queue=Y_TRUE) >= start_of_run
     assert value(metric, "pipeline_metric_orphans_released_total") == 0
     for samples in (model, metric):
         assert value(samples, "pipeline_reconnects_total") == 0

@@ -7,6 +7,7 @@ import http.client
 import json
 import math
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 from pipeline.metric_log import HEADER, format_row
+from pipeline.status import write_status
 from tests.helpers import Services, free_port, port_open, wait_until
 
 UNREACHABLE = "amqp://guest:guest@127.0.0.1:1/%2F"  # plot never connects to a broker
@@ -146,6 +148,18 @@ def test_the_summary_holds_the_numbers_of_the_csv(page: tuple[Page, Services, Pa
         rel_tol=1e-9,
     )
     assert summary["seconds_since_last_row"] >= 0
+
+
+def test_the_summary_says_what_metric_says_of_the_waiting_halves(page: tuple[Page, Services, Path]) -> None:
+    client, _services, csv = page
+    assert client.summary()["waiting"] is None, "metric has written no status yet"
+    now = time.time()
+    status = {"waiting": {"y_true": 2, "y_pred": 3600}, "oldest_created": now - 3600, "paused": ["y_pred"]}
+    write_status(csv.parent, status | {"positions": {}, "written_at": now})
+    wait_until(lambda: client.summary()["waiting"] is not None, 30, "the status in the summary")
+    waiting = client.summary()["waiting"]
+    assert (waiting["y_true"], waiting["y_pred"], waiting["paused"]) == (2, 3600, ["y_pred"])
+    assert 3600 <= waiting["oldest_seconds"] < 3600 + 30 and 0 <= waiting["seconds_since_update"] < 30
 
 
 def test_stalled_appears_when_rows_stop_and_goes_when_they_come(page: tuple[Page, Services, Path]) -> None:

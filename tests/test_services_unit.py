@@ -1,9 +1,9 @@
-"""Each service's own logic, in process, against the small fake broker: no RabbitMQ, no subprocess."""
+"""model's and features' own logic, in process, against the small fake broker: no RabbitMQ, no subprocess
+(metric's: test_metric_unit.py)."""
 
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -11,134 +11,16 @@ import pytest
 
 from features import Settings as FeaturesSettings
 from features import Streamer
-from metric import Metric
-from metric import Settings as MetricSettings
 from model import SUSPECT_GATHER, Predictor
-from pipeline import service
 from pipeline.dataset import Dataset
 from pipeline.messages import encode
 from pipeline.settings import Common
-from pipeline.topology import FEATURES, Y_PRED, Y_TRUE
+from pipeline.topology import FEATURES, Y_TRUE
 from tests.fake_broker import FakeBroker
 
 
 def common(logs: Path) -> Common:
     return Common("amqp://guest:guest@127.0.0.1:1/%2F", str(logs), "quorum", "INFO", "")
-
-
-# --- metric ---------------------------------------------------------------------------------------
-
-
-def open_metric(logs: Path, orphan_timeout: float = 600.0, max_waiting: int = 100_000) -> tuple[Metric, FakeBroker]:
-    """A metric with its files open and its journal read back, as ``run`` leaves it before serving."""
-    broker = FakeBroker()
-    metric = Metric(MetricSettings(common(logs), 10, orphan_timeout, max_waiting), broker)  # type: ignore[arg-type]
-    metric._log.open()
-    metric._restore_waiting_halves()
-    return metric, broker
-
-
-def close_metric(metric: Metric) -> None:
-    metric._journal.close()
-    metric._log.close()
-
-
-def journal_ids(logs: Path) -> list[str]:
-    return [line.split(",")[1] for line in (logs / "metric_waiting.journal").read_text().splitlines()]
-
-
-def csv_ids(logs: Path) -> list[str]:
-    return [line.split(",")[0] for line in (logs / "metric_log.csv").read_text().splitlines()[1:]]
-
-
-def test_an_orphan_stays_in_the_journal_until_its_release_is_confirmed(tmp_path: Path, monkeypatch) -> None:
-    metric, broker = open_metric(tmp_path, orphan_timeout=1.0)
-    broker.deliver(Y_TRUE, encode("lonely", 5.0))
-    metric._sync()
-    assert journal_ids(tmp_path) == ["lonely"]
-    monkeypatch.setattr("metric.time.time", lambda: 1e12)  # long after it arrived
-    metric._release_orphans()
-    [release] = broker.published
-    assert release.queue == "y_true.dead" and json.loads(release.body)["orphaned_after"] == 1.0
-    metric._sync()  # the broker has not confirmed: a sync, and a forced rewrite, keep the half
-    metric._journal.compact(metric._live_halves(), force=True)
-    assert journal_ids(tmp_path) == ["lonely"]
-    close_metric(metric)  # a crash here: the next start has it again and releases it again
-
-    metric, broker = open_metric(tmp_path, orphan_timeout=1.0)
-    metric._release_orphans()
-    broker.confirm_all()
-    metric._journal.compact(metric._live_halves(), force=True)
-    assert journal_ids(tmp_path) == []
-    close_metric(metric)
-
-
-def test_a_pair_whose_error_is_not_finite_goes_to_the_dead_letter_queues(tmp_path: Path) -> None:
-    metric, broker = open_metric(tmp_path)
-    broker.deliver(Y_TRUE, encode("huge", 1e308))
-    metric._sync()
-    y_pred = broker.deliver(Y_PRED, encode("huge", -1e308))
-    assert broker.rejected_deliveries == [y_pred], "the half that completed the pair is rejected"
-    [partner] = broker.published
-    assert partner.queue == "y_true.dead" and json.loads(partner.body)["reason"].startswith("the absolute error")
-    metric._sync()
-    assert csv_ids(tmp_path) == []
-    assert journal_ids(tmp_path) == ["huge"], "the journaled partner stays until its release is confirmed"
-    broker.confirm_all()
-    metric._journal.compact(metric._live_halves(), force=True)
-    assert journal_ids(tmp_path) == []
-    broker.deliver(Y_TRUE, encode("fine", 1.0))
-    broker.deliver(Y_PRED, encode("fine", 3.0))
-    metric._sync()
-    assert csv_ids(tmp_path) == ["fine"]
-    close_metric(metric)
-
-
-def test_metric_pauses_a_side_past_the_limit_and_resumes_at_ninety_percent(tmp_path: Path) -> None:
-    metric, broker = open_metric(tmp_path, max_waiting=10)
-    for index in range(11):
-        broker.deliver(Y_TRUE, encode(f"r{index}", 1.0))
-    metric._sync()
-    assert broker.is_paused(Y_TRUE) and not broker.is_paused(Y_PRED)
-    broker.deliver(Y_PRED, encode("r0", 1.0))
-    metric._sync()
-    assert broker.is_paused(Y_TRUE), "10 waiting is over 90 % of 10"
-    broker.deliver(Y_PRED, encode("r1", 1.0))
-    metric._sync()
-    assert not broker.is_paused(Y_TRUE), "9 waiting: consuming again"
-    close_metric(metric)
-
-
-def test_metric_never_pauses_a_side_while_the_other_is_over_the_limit_too(tmp_path: Path) -> None:
-    metric, broker = open_metric(tmp_path, max_waiting=2)
-    for index in range(3):
-        broker.deliver(Y_TRUE, encode(f"t{index}", 1.0))
-        broker.deliver(Y_PRED, encode(f"p{index}", 1.0))
-    metric._sync()
-    assert not broker.paused
-
-
-def test_a_redelivered_half_is_acked_without_a_second_row(tmp_path: Path) -> None:
-    metric, broker = open_metric(tmp_path)
-    broker.deliver(Y_TRUE, encode("a", 1.0))
-    broker.deliver(Y_PRED, encode("a", 2.0))
-    again = broker.deliver(Y_PRED, encode("a", 2.0), redelivered=True)
-    metric._sync()
-    assert csv_ids(tmp_path) == ["a"] and again in broker.acked
-    close_metric(metric)
-
-
-def test_metric_logs_a_heartbeat(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    metric, broker = open_metric(tmp_path)
-    broker.deliver(Y_TRUE, encode("a", 1.0))
-    broker.deliver(Y_PRED, encode("a", 4.0))
-    broker.deliver(Y_TRUE, encode("b", 1.0))
-    metric._sync()
-    with caplog.at_level(logging.INFO, logger="metric"):
-        metric._heartbeat()
-    assert "heartbeat: 1 rows written" in caplog.text and "MAE 3, 1 halves waiting" in caplog.text
-    assert any(timer.delay == service.HEARTBEAT_INTERVAL for timer in broker.timers), "and the next one"
-    close_metric(metric)
 
 
 # --- model ----------------------------------------------------------------------------------------

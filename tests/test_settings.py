@@ -1,5 +1,6 @@
 import pytest
 
+from features import load_label_delay
 from pipeline.settings import SettingsError, env_amqp_url, env_choice, env_float, env_int, load_common
 
 
@@ -45,3 +46,23 @@ def test_several_urls_separated_by_commas_are_the_nodes_of_a_cluster(monkeypatch
     assert load_common().amqp_urls == [f"amqp://u:p@rabbit{node}:5672/%2F" for node in (1, 2, 3)]
     monkeypatch.setenv("AMQP_URL", "amqp://u:p@single:5672/%2F")
     assert load_common().amqp_urls == ["amqp://u:p@single:5672/%2F"]
+
+
+@pytest.mark.parametrize(
+    ("value", "queue_type", "expected"),
+    [("", "quorum", 0.0), ("3600", "quorum", 3600.0), ("0", "classic", 0.0)],
+)
+def test_a_label_delay_is_read_in_seconds(value: str, queue_type: str, expected: float) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FEATURES_LABEL_DELAY", value)
+        assert load_label_delay(queue_type) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "queue_type"), [("soon", "quorum"), ("-5", "quorum"), ("2592001", "quorum"), ("60", "classic")]
+)
+def test_a_label_delay_features_cannot_keep_names_its_variable(value: str, queue_type: str) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FEATURES_LABEL_DELAY", value)
+        with pytest.raises(SettingsError, match="FEATURES_LABEL_DELAY"):
+            load_label_delay(queue_type)

@@ -3,7 +3,9 @@
 Every figure is the median of BENCH_REPEAT runs, with min and max. Sizes come from the environment so that CI can run
 a small version: BENCH_ROWS (drain and wire limit, default 50,000), BENCH_LATENCY_ROWS (default 2,000 at 200 rows/s),
 BENCH_PLOT_ROWS (comma-separated CSV sizes, default 1,000,000 and 10,000,000), BENCH_BACKLOG_ROWS (rows queued for
-the memory figures, default 1,000,000). Nothing here asserts a speed.
+the memory figures, default 1,000,000), BENCH_WAITING_HALVES (halves left waiting on disk for the drain beside them,
+default 1,000,000), BENCH_AB_REF (a git revision: its drain alternated with this checkout's on the same broker, e.g.
+BENCH_AB_REF=HEAD~3; unset: skipped). Nothing here asserts a speed.
 """
 
 from __future__ import annotations
@@ -21,6 +23,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pika
+
+from pipeline.messages import encode, new_id
+from pipeline.status import read_status
+from pipeline.topology import Y_PRED
 from tests.bench import wire_limit
 from tests.helpers import (
     REPO,
@@ -38,15 +45,21 @@ REPEAT = int(os.environ.get("BENCH_REPEAT") or 3)
 LATENCY_ROWS = int(os.environ.get("BENCH_LATENCY_ROWS") or 2_000)
 BACKLOG_ROWS = int(os.environ.get("BENCH_BACKLOG_ROWS") or 1_000_000)
 PLOT_ROWS = [int(size) for size in (os.environ.get("BENCH_PLOT_ROWS") or "1000000,10000000").split(",")]
+WAITING_HALVES = int(os.environ.get("BENCH_WAITING_HALVES") or 1_000_000)
+AB_REF = os.environ.get("BENCH_AB_REF", "")
 LATENCY_INTERVAL = 0.005  # 200 rows/s
 IDLE_SECONDS = 10.0
 
 
 class RowCounter:
-    """Counts the CSV's rows by reading only what was appended since the last look."""
+    """Counts the rows appended to the CSV since this counter was made, reading only what is new at each look."""
 
     def __init__(self, path: Path) -> None:
-        self.path, self.rows, self._offset = path, -1, 0  # -1: the header is no row
+        self.path, self.rows, self._offset = path, 0, 0
+        if path.exists():
+            self._offset = path.stat().st_size
+        else:
+            self.rows = -1  # the header is no row
 
     def count(self) -> int:
         if self.path.exists():
@@ -68,40 +81,79 @@ class Bench:
         environment = os.environ | {"DATASET_PATH": "", "MODEL_PATH": str(self.model_path)}
         subprocess.run(train, env=environment, check=True, capture_output=True)
 
-    def services(self, logs: Path, **environment: str) -> Services:
-        if logs.exists():
+    def services(self, logs: Path, code: Path = REPO, keep: bool = False, **environment: str) -> Services:
+        """Services run from ``code`` (this checkout, or another version's) on a fresh ``logs`` (or ``keep`` it)."""
+        if logs.exists() and not keep:
             shutil.rmtree(logs)
-        logs.mkdir()
+        logs.mkdir(exist_ok=True)
         base = {"AMQP_URL": self.node.url, "LOGS_DIR": str(logs), "MODEL_PATH": str(self.model_path)}
-        return Services(self.folder, base | environment)
+        if code != REPO:
+            base["PYTHONPATH"] = str(code / "common")  # before the editable install of this checkout's package
+        return Services(self.folder, base | environment, code)
 
-    def drain(self, cluster: RabbitCluster | None = None) -> float:
+    def drain(
+        self, cluster: RabbitCluster | None = None, code: Path = REPO, logs: Path | None = None
+    ) -> tuple[float, float]:
         """Rows/s of model and metric, from their start, through ROWS rows queued beforehand (on ``cluster`` if
-        given, the services connected to all three nodes, else on the single node)."""
+        given, the services connected to all three nodes, else on the single node), and metric's peak memory.
+        ``code``: the checkout to run; ``logs``: a folder to keep (with halves already waiting), else a fresh one."""
         url, admin_url = (cluster.url, cluster.nodes[0].url) if cluster else (self.node.url, self.node.url)
         delete_queues(admin_url)
-        logs = self.folder / "drain"
-        services = self.services(logs, AMQP_URL=url)
+        services = self.services(logs or self.folder / "drain", code, keep=logs is not None, AMQP_URL=url)
+        logs = Path(services.environment["LOGS_DIR"])
         services.start("features", FEATURES_INTERVAL="0", FEATURES_LIMIT=str(ROWS))
         assert services.wait("features", timeout=600) == 0
         wait_until(lambda: queue_depths(admin_url)["y_true"] == ROWS, 60, f"{ROWS} rows queued")
         counter = RowCounter(logs / "metric_log.csv")
         started = time.perf_counter()
         services.start("model")
-        services.start("metric")
+        metric = services.start("metric", METRIC_ORPHAN_TIMEOUT="86400")
         wait_until(lambda: counter.count() >= ROWS, 900, f"{ROWS} rows in the CSV", poll=0.01)
         elapsed = time.perf_counter() - started
+        memory = peak_resident_mb(metric.pid)
         stop_gracefully(services, "model", "metric")
-        return ROWS / elapsed
+        return ROWS / elapsed, memory
 
     def cluster_drains(self) -> list[float]:
         """The drain on three nodes of the same server on this machine, REPEAT times (the single node idles)."""
         cluster = RabbitCluster(self.folder / "cluster")
         cluster.start()
         try:
-            return [self.drain(cluster) for _ in range(REPEAT)]
+            return [self.drain(cluster)[0] for _ in range(REPEAT)]
         finally:
             cluster.stop()
+
+    def ab_drains(self, ref: str) -> tuple[list[float], list[float]]:
+        """The drain of this checkout and of git revision ``ref``, alternated REPEAT times on the same node."""
+        code = self.folder / "ab-ref"
+        code.mkdir()
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", ref], capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(code)], input=archive, check=True)
+        ours, theirs = [], []
+        for _ in range(REPEAT):
+            ours.append(self.drain()[0])
+            theirs.append(self.drain(code=code)[0])
+        return ours, theirs
+
+    def waiting_drains(self) -> dict[str, Any]:
+        """WAITING_HALVES halves left waiting on disk (y_pred halves whose y_true never comes), metric's peak memory
+        while it takes them, then the drain beside them alternated with the drain with none waiting."""
+        logs = self.folder / "waiting"
+        services = self.services(logs)
+        delete_queues(self.node.url)
+        metric = services.start("metric", METRIC_ORPHAN_TIMEOUT="86400", METRIC_MAX_WAITING=str(2 * WAITING_HALVES))
+        wait_until(lambda: services.is_ready("metric"), 60, "metric to be ready")
+        publish_lonely_halves(self.node.url, WAITING_HALVES)
+        waiting = lambda: (read_status(logs) or {}).get("waiting", {}).get("y_pred", 0)  # noqa: E731
+        wait_until(lambda: waiting() >= WAITING_HALVES, 1800, f"{WAITING_HALVES} halves waiting", poll=0.5)
+        taking = peak_resident_mb(metric.pid)
+        stop_gracefully(services, "metric")
+        disk = sum(path.stat().st_size for path in logs.glob("metric_waiting.sqlite*"))
+        none, beside = [], []
+        for _ in range(REPEAT):
+            none.append(self.drain())
+            beside.append(self.drain(logs=logs))
+        return {"taking MB": taking, "disk MB": disk / 1e6, "none": none, "beside": beside}
 
     def backlog(self) -> dict[str, float]:
         """Peak resident memory of metric and model through BACKLOG_ROWS queued rows: metric first alone (every model
@@ -262,6 +314,16 @@ def idle_cpu(services: Services, logs: Path) -> float:
     return 100 * used / (time.monotonic() - started)
 
 
+def publish_lonely_halves(url: str, count: int) -> None:
+    """``count`` y_pred halves, stamped now, whose y_true never comes (unconfirmed: metric counts what arrives)."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    properties = pika.BasicProperties(delivery_mode=2, timestamp=int(time.time()))
+    for _ in range(count):
+        channel.basic_publish("", Y_PRED, encode(new_id(), 100.0), properties)
+    connection.close()
+
+
 def peak_resident_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -320,6 +382,10 @@ def spread(values: list[float], unit: str, digits: int = 0) -> str:
     return f"{median:,.{digits}f} {unit} ({min(values):,.{digits}f} to {max(values):,.{digits}f})"
 
 
+def ratios_of(values: list[float], others: list[float]) -> list[float]:
+    return [value / other for value, other in zip(values, others, strict=True)]
+
+
 def repeat(measure: Callable[[], tuple[float, float]]) -> list[tuple[float, float]]:
     return [measure() for _ in range(REPEAT)]
 
@@ -341,9 +407,9 @@ def main() -> int:
 def run(bench: Bench) -> list[tuple[str, str]]:
     drains, limits = [], []
     for _ in range(REPEAT):  # each drain next to its wire limit, so that their ratio shares the machine's state
-        drains.append(bench.drain())
+        drains.append(bench.drain()[0])
         limits.append(bench.wire_limit())
-    ratios = [drain / limit for drain, limit in zip(drains, limits, strict=True)]
+    ratios = ratios_of(drains, limits)
     table = [(f"drain of {ROWS:,} queued rows", spread(drains, "rows/s"))]
     table += [("wire limit (bare relay, same broker)", spread(limits, "rows/s"))]
     table += [("drain / wire limit", spread(ratios, "", 2))]
@@ -351,6 +417,26 @@ def run(bench: Bench) -> list[tuple[str, str]]:
     table += [(f"drain of {ROWS:,} queued rows, three-node cluster", spread(cluster_drains, "rows/s"))]
     cluster_ratio = statistics.median(cluster_drains) / statistics.median(drains)
     table += [("three-node cluster / single node (medians)", f"{cluster_ratio:.2f}")]
+    waiting = bench.waiting_drains()
+    none, beside = [rate for rate, _ in waiting["none"]], [rate for rate, _ in waiting["beside"]]
+    table += [
+        (f"metric taking {WAITING_HALVES:,} halves that wait: peak memory", f"{waiting['taking MB']:.0f} MB"),
+        (f"{WAITING_HALVES:,} halves waiting: metric_waiting.sqlite on disk", f"{waiting['disk MB']:.0f} MB"),
+        (f"drain of {ROWS:,} queued rows, none waiting (alternated with the next)", spread(none, "rows/s")),
+        (f"drain of {ROWS:,} queued rows beside {WAITING_HALVES:,} waiting", spread(beside, "rows/s")),
+        ("drain beside them / drain with none (pair by pair)", spread(ratios_of(beside, none), "", 2)),
+        (
+            f"metric draining beside {WAITING_HALVES:,} waiting: peak memory",
+            spread([memory for _, memory in waiting["beside"]], "MB"),
+        ),
+    ]
+    if AB_REF:
+        ours, theirs = bench.ab_drains(AB_REF)
+        table += [
+            (f"drain of {ROWS:,} queued rows, this checkout (alternated with the next)", spread(ours, "rows/s")),
+            (f"drain of {ROWS:,} queued rows, {AB_REF}", spread(theirs, "rows/s")),
+            (f"this checkout / {AB_REF} (pair by pair)", spread(ratios_of(ours, theirs), "", 2)),
+        ]
     latencies = repeat(bench.latency)
     table += [(f"latency p50 at 200 rows/s ({LATENCY_ROWS:,} rows)", spread([p50 for p50, _ in latencies], "ms", 1))]
     table += [(f"latency p99 at 200 rows/s ({LATENCY_ROWS:,} rows)", spread([p99 for _, p99 in latencies], "ms", 1))]

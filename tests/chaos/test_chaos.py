@@ -5,7 +5,8 @@ poison row that kills any model predicting it. Every killed or crashed process i
 delay, as a restart policy would. After the kill phase features is stopped, the rest drain, and the CSV is checked
 against the ledger. CHAOS_SEED replays a run; CHAOS_SECONDS sets the length of the kill phase. CHAOS_CLUSTER=3 runs
 the broker as a three-node cluster and kills nodes instead: one at a time, each started again a few seconds later,
-and once two together (no majority) for 10 s.
+and once two together (no majority) for 10 s. CHAOS_LABEL_DELAY=N makes every label come N seconds after its row
+(FEATURES_LABEL_DELAY): the broker holds them in y_true.delayed through its own kills.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ BROKER_DEAF_LIMIT = 30.0  # seconds a running broker may refuse connections befo
 CLUSTER = os.environ.get("CHAOS_CLUSTER", "") == "3"
 NODE_KILLS = 4  # with CHAOS_CLUSTER=3: single nodes killed, one at a time
 MAJORITY_DOWN = 10.0  # seconds two of the three nodes stay down, once
+LABEL_DELAY = os.environ.get("CHAOS_LABEL_DELAY") or "0"
 
 
 def kill_schedule(rng: random.Random) -> list[tuple[float, str]]:
@@ -95,6 +97,7 @@ class Chaos:
                 "PLOT_INTERVAL": "0.5",
                 "FEATURES_INTERVAL": "0",
                 "FEATURES_LEDGER": str(self.ledger),
+                "FEATURES_LABEL_DELAY": LABEL_DELAY,
             },
         )
         self.kills: Counter[str] = Counter()
@@ -301,9 +304,9 @@ def malformed(lines: list[str]) -> int:
 def test_no_row_is_lost_or_duplicated_whatever_is_killed(tmp_path: Path) -> None:
     rng = random.Random(SEED)
     events = kill_schedule(rng)
-    print(
-        f"\nchaos seed {SEED}{' on a three-node cluster' if CLUSTER else ''}: {len(events)} kills over {KILL_PHASE:g} s"
-    )
+    late = f", labels {LABEL_DELAY} s late" if float(LABEL_DELAY) else ""
+    where = " on a three-node cluster" if CLUSTER else ""
+    print(f"\nchaos seed {SEED}{where}{late}: {len(events)} kills over {KILL_PHASE:g} s")
     chaos = Chaos(tmp_path, rng)
     try:
         chaos.start_all()

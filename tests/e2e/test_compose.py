@@ -260,6 +260,7 @@ def test_3_the_page_its_summary_and_every_metrics_endpoint_answer(stack: Stack) 
     assert set(numbers) >= {"rows", "mae", "rmse", "median", "p90", "p99", "bias", "rows_per_second"}
     assert numbers["rows"] <= stack.rows() and numbers["mae"] > 0 and numbers["stalled"] is False
     assert set(numbers["drift"]) >= {"alarm", "reference_mae", "window_mae"}
+    assert set(numbers["waiting"]) >= {"y_true", "y_pred", "oldest_seconds"}, "metric's status, through plot"
     for name in ("error_distribution", "error_over_time"):
         status, content_type, picture = get(web, numbers["pictures"][name])
         assert (status, content_type, picture[:4]) == (200, "image/png", b"\x89PNG")
@@ -285,7 +286,7 @@ def test_4_metric_and_plot_run_as_the_owner_of_logs_and_no_service_as_root(stack
         assert process_uid(stack.main_process(service)) == LOGS_OWNER, f"{service} does not run as the owner of logs/"
     for service in ("features", "model"):
         assert process_uid(stack.main_process(service)) == 10001
-    for name in ("metric_log.csv", "metric_waiting.journal", "error_distribution.png"):
+    for name in ("metric_log.csv", "metric_waiting.sqlite", "metric_status.json", "error_distribution.png"):
         assert (stack.folder / "logs" / name).stat().st_uid == LOGS_OWNER, f"{name} is not the owner's"
 
 

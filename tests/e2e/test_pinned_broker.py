@@ -4,6 +4,8 @@ The broker is the pinned image (or, where no registry is reachable, its stand-in
 tests/e2e/prepare), run as one container on loopback. features, metric and two model replicas run as processes
 against it; the models die like a native crash on the poison row and are started again, as a restart policy would.
 The quorum queue's delivery limit must move the poison row alone to features.dead while every other row arrives once.
+Labels that come late (FEATURES_LABEL_DELAY) wait in y_true.delayed, a quorum queue whose per-message time to live
+dead-letters them into y_true at least once: on this broker too, a features SIGKILLed during the delay loses none.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import train
 from pipeline.messages import encode, new_id
 from pipeline.topology import FEATURES, dead_letter_queue
 from tests.chaos.poison_model import POISON_VALUE, DiesOnPoison
-from tests.helpers import REPO, Services, Stream, free_port, publish_raw, queue_depths, wait_until
+from tests.helpers import REPO, Services, Stream, delete_queues, free_port, publish_raw, queue_depths, wait_until
+from tests.late_labels import late_labels_survive_a_killed_features
 
 pytestmark = [pytest.mark.compose, pytest.mark.timeout(900)]
 
@@ -107,3 +110,11 @@ def test_the_poison_row_alone_reaches_the_dead_letter_queue_on_the_pinned_broker
     print(f"pinned broker {server_version(pinned_broker)}: the poison row crashed a model {crashes} times")
     assert queue_depths(pinned_broker)[dead_letter_queue(FEATURES)] == 1, "the poison row, and only it"
     assert 1 <= crashes <= DELIVERY_LIMIT + len(REPLICAS)
+
+
+def test_labels_that_come_late_survive_a_killed_features_on_the_pinned_broker(
+    pinned_broker: str, make_services: Callable[..., Services], logs_dir: Path
+) -> None:
+    delete_queues(pinned_broker)
+    services = make_services(pinned_broker, METRIC_ORPHAN_TIMEOUT="5")
+    late_labels_survive_a_killed_features(Stream(services, pinned_broker, logs_dir), delay=10.0, rows_before_kill=300)

@@ -1,0 +1,120 @@
+"""The join and its file, without metric around them: pairing, copies, memory to disk, and a restart."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import join as join_module
+import pytest
+from join import Join, Outcome
+from waiting import FileInUse, Half, WaitingStore
+
+from pipeline.topology import Y_PRED, Y_TRUE
+
+NOW = 1_800_000_000.0
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[WaitingStore]:
+    store = WaitingStore(tmp_path / "waiting.sqlite")
+    store.open()
+    yield store
+    store.close()
+
+
+def half(side: str, message_id: str, value: float = 1.0, created: int = 1000) -> Half:
+    return Half(side, message_id, value, created, arrived=NOW)
+
+
+def outcomes(join: Join, *halves: Half) -> list[Outcome]:
+    return [outcome for outcome, _pair in join.add(list(halves))]
+
+
+def test_halves_pair_whichever_comes_first_and_copies_are_known(store: WaitingStore) -> None:
+    join = Join(store)
+    assert outcomes(join, half(Y_TRUE, "a", 1.0), half(Y_PRED, "b", 5.0)) == [Outcome.WAITING] * 2
+    [(outcome_a, pair_a), (outcome_b, pair_b)] = join.add([half(Y_PRED, "a", 3.0), half(Y_TRUE, "b", 4.0)])
+    assert outcome_a is outcome_b is Outcome.ROW and pair_a is not None and pair_b is not None
+    assert (pair_a.y_true, pair_a.y_pred, pair_b.y_true, pair_b.y_pred) == (1.0, 3.0, 4.0, 5.0)
+    assert len(join) == 0
+    assert outcomes(join, half(Y_TRUE, "a"), half(Y_PRED, "b")) == [Outcome.COPY] * 2
+    join.commit({})
+    assert outcomes(join, half(Y_TRUE, "a"), half(Y_PRED, "b")) == [Outcome.COPY] * 2, "and once committed"
+
+
+def test_a_copy_of_a_waiting_half_is_known_in_memory_and_on_disk(store: WaitingStore) -> None:
+    join = Join(store)
+    assert outcomes(join, half(Y_TRUE, "a"), half(Y_TRUE, "a")) == [Outcome.WAITING, Outcome.COPY]
+    assert join.move_to_disk(NOW + 60)
+    join.commit({})
+    assert store.count(Y_TRUE) == 1 and join.waiting(Y_TRUE) == 1
+    assert outcomes(join, half(Y_TRUE, "a")) == [Outcome.COPY]
+    assert outcomes(join, half(Y_PRED, "a")) == [Outcome.ROW]
+    join.commit({})
+    assert store.count(Y_TRUE) == 0 and len(join) == 0
+
+
+def test_memory_holds_at_most_front_halves(store: WaitingStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(join_module, "FRONT_HALVES", 10)
+    join = Join(store)
+    join.add([half(Y_PRED, f"p{index:03d}") for index in range(2500)])
+    join.move_to_disk(NOW)
+    join.commit({})
+    assert store.count(Y_PRED) == 2490 and join.waiting(Y_PRED) == 2500
+    rows = join.add([half(Y_TRUE, f"p{index:03d}") for index in range(2500)])  # 2,500 ids: three queries
+    assert [outcome for outcome, _ in rows] == [Outcome.ROW] * 2500
+    join.commit({})
+    assert store.count(Y_PRED) == 0 and len(join) == 0
+
+
+def test_after_a_restart_the_inbox_waits_again_and_what_paired_does_not(tmp_path: Path) -> None:
+    store = WaitingStore(tmp_path / "waiting.sqlite")
+    store.open()
+    join = Join(store)
+    join.add([half(Y_TRUE, "waits"), half(Y_TRUE, "pairs"), half(Y_PRED, "pairs")])
+    join.commit({"csv_offset": 7})
+    store.close()
+
+    store = WaitingStore(tmp_path / "waiting.sqlite")
+    saved = store.open()
+    assert saved["csv_offset"] == 7
+    join = Join(store, saved["next_seq"])
+    join.restore(store.inbox(), NOW)
+    assert join.waiting(Y_TRUE) == 1 and join.waiting(Y_PRED) == 0
+    assert outcomes(join, half(Y_PRED, "pairs"), half(Y_PRED, "waits")) == [Outcome.COPY, Outcome.ROW]
+    join.add([half(Y_TRUE, "new")])
+    join.commit({})
+    assert [entry.message_id for entry in store.inbox()] == ["new"], "the inbox is cut once nothing needs its head"
+    store.close()
+
+
+def test_orphans_are_taken_oldest_first_and_pair_no_more(store: WaitingStore) -> None:
+    join = Join(store)
+    join.add([half(Y_TRUE, "old", created=100), half(Y_TRUE, "young", created=200), half(Y_PRED, "p", created=50)])
+    assert join.move_orphans_to_disk({Y_TRUE: 150, Y_PRED: None})
+    join.commit({})
+    [orphan] = join.take_orphans({Y_TRUE: 150, Y_PRED: None}, limit=10)
+    assert orphan.message_id == "old" and join.take_orphans({Y_TRUE: 150, Y_PRED: None}, limit=10) == []
+    assert outcomes(join, half(Y_PRED, "old", created=100)) == [Outcome.WAITING], "its partner is being released"
+    join.released(orphan)
+    join.commit({})
+    assert store.count(Y_TRUE) == 0 and outcomes(join, half(Y_TRUE, "old", created=100)) == [Outcome.COPY]
+
+
+def test_a_half_the_other_stream_passed_is_an_orphan_at_once_unless_its_partner_waits(store: WaitingStore) -> None:
+    join = Join(store)
+    join.add([half(Y_TRUE, "waited", created=100)])
+    late = [half(Y_PRED, "waited", created=100), half(Y_PRED, "lonely", created=100), half(Y_TRUE, "lonely")]
+    assert [outcome for outcome, _ in join.add(late, {Y_TRUE: 150, Y_PRED: 150})] == [
+        Outcome.ROW,
+        Outcome.ORPHAN,
+        Outcome.WAITING,  # created at 1000: not passed; and its partner is being released
+    ]
+
+
+def test_a_second_process_cannot_open_the_file(store: WaitingStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("waiting.LOCK_TIMEOUT", 0.1)
+    store.commit(join_module.Changes())
+    with pytest.raises(FileInUse):
+        WaitingStore(store.path).open()
