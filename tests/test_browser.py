@@ -75,11 +75,11 @@ def test_the_page_shows_the_csv_live_in_a_real_browser(browser: Browser, tmp_pat
         assert "stalled" in (page.text_content("#stalled-banner") or "")
 
         assert page.is_hidden("#waiting-banner") and page.text_content("#waiting-y-pred") == "\u2013", "no status yet"
-        labels_an_hour_late = {"waiting": {"y_true": 0, "y_pred": 3600}, "oldest_created": time.time() - 3600}
-        write_status(logs_dir, labels_an_hour_late | {"paused": [], "positions": {}, "written_at": time.time()})
+        labels_two_hours_late = {"waiting": {"y_true": 0, "y_pred": 3600}, "oldest_created": time.time() - 7200}
+        write_status(logs_dir, labels_two_hours_late | {"paused": [], "positions": {}, "written_at": time.time()})
         page.wait_for_selector("#waiting-banner", state="visible", timeout=WAIT_MS)
         assert "labels pending: 3,600 predictions wait" in (page.text_content("#waiting-banner") or "")
-        assert page.text_content("#waiting-y-pred") == "3,600" and page.text_content("#waiting-oldest") == "1.0 h"
+        assert page.text_content("#waiting-y-pred") == "3,600" and page.text_content("#waiting-oldest") == "2.0 h"
         write_status(logs_dir, {"waiting": {"y_true": 0, "y_pred": 0}, "oldest_created": None, "paused": []})
         page.wait_for_selector("#waiting-banner", state="hidden", timeout=WAIT_MS)
         assert page.text_content("#waiting-oldest") == "none"

@@ -12,7 +12,7 @@ import pytest
 import skops.io
 from sklearn.datasets import load_diabetes
 
-from pipeline.messages import MAX_MESSAGE_BYTES, encode
+from pipeline.messages import MAX_MESSAGE_BYTES
 from pipeline.topology import FEATURES, Y_PRED, Y_TRUE, dead_letter_queue
 from tests.helpers import (
     REPO,
@@ -185,16 +185,6 @@ def test_waiting_halves_are_acked_and_survive_a_metric_restart(stream: Stream) -
     stream.services.start("metric")
     stream.services.start("model")
     stream.finish(expected=300)
-
-
-def test_an_orphaned_half_is_released_to_its_dead_letter_queue(make_services, broker_url: str) -> None:
-    services = make_services(broker_url, METRIC_ORPHAN_TIMEOUT="1")
-    services.start("metric")
-    wait_until(lambda: services.is_ready("metric"), 60, "metric to be ready")
-    publish_raw(broker_url, [(Y_PRED, encode("lonely", 1.0))])
-    wait_until(lambda: queue_depths(broker_url)[dead_letter_queue(Y_PRED)] == 1, 30, "the orphan in y_pred.dead")
-    assert "released 1 halves" in services.log("metric")
-    stop_gracefully(services, "metric")
 
 
 def test_metric_pauses_a_side_with_too_many_waiting_halves(make_services, broker_url: str, logs_dir: Path) -> None:
