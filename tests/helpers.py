@@ -151,6 +151,11 @@ class RabbitNode:
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
 
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` to the node's whole process group (SIGSTOP: a node that no longer answers)."""
+        assert self._process is not None, "the node is not running"
+        os.killpg(self._process.pid, signum)
+
     @property
     def running(self) -> bool:
         """Whether the node started last is still up (False once it has exited, killed or not)."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import threading
+import time
 from collections.abc import Iterator
 
 import pika
@@ -196,3 +198,17 @@ def test_a_broker_that_keeps_nacking_gets_a_new_connection_and_nothing_goes_twic
     running.stop()
     assert confirmed == [b"one"]
     assert queue_depths(broker_url)[queue] == fillers + 1, "the fillers and the message, once"
+
+
+def test_a_broker_that_stops_answering_does_not_hold_a_stop(own_rabbit: RabbitNode) -> None:
+    """A broker busy electing leaders, or frozen, may never answer the close: the service stops anyway."""
+    own_rabbit.start()
+    running = Running(own_rabbit.url)
+    wait_until(lambda: running.broker.is_ready, 30, "the broker to be ready")
+    own_rabbit.signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        running.stop()  # fails if the loop still runs 15 s later
+        print(f"stopped {time.monotonic() - started:.1f} s after the stop, without the broker's answer")
+    finally:
+        own_rabbit.signal(signal.SIGCONT)

@@ -53,6 +53,7 @@ NACK_RETRY_DELAY = 0.5  # seconds before nacked messages go again: a cluster wit
 # the channel nacks every publish to the queue until the node returns; a new channel asks again.
 NACK_RECONNECT_AFTER = 5.0
 STOP_TIMEOUT = 5.0
+CLOSE_TIMEOUT = 5.0  # seconds to wait for the broker's answer to closing the connection
 PRECONDITION_FAILED = 406
 
 
@@ -473,6 +474,13 @@ class Broker:
         self._flush_acks()
         if not (self._connection.is_closing or self._connection.is_closed):
             self._connection.close()
+            self.ioloop.call_later(CLOSE_TIMEOUT, self._stop_without_close_ok)
+
+    def _stop_without_close_ok(self) -> None:
+        """A broker busy electing leaders may not answer the close for long: what was acked or confirmed is safe,
+        the rest comes back, so stop waiting."""
+        LOGGER.warning("the broker did not answer the close within %g s; stopping without it", CLOSE_TIMEOUT)
+        self.ioloop.stop()
 
     def _touch_health(self, reschedule: bool = True) -> None:
         if self._ready and self._settings.health_file:
