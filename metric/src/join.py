@@ -147,10 +147,13 @@ class Join:
 
     def _wait(self, half: Half) -> None:
         half.seq, self._next_seq = self._next_seq, self._next_seq + 1
+        self._enter_front(half)
+        self._changes.inbox.append(half)
+
+    def _enter_front(self, half: Half) -> None:
         self._front[half.message_id] = half
         self._arrivals.append(half)
         self._in_front[half.side] += 1
-        self._changes.inbox.append(half)
 
     def _leave_front(self, half: Half) -> None:
         del self._front[half.message_id]
@@ -183,9 +186,7 @@ class Join:
             on_disk = half.side in found.waiting.get(half.message_id, {})
             if not handled and not on_disk and half.message_id not in self._front:
                 half.arrived, half.handled = now, found.done.get(half.message_id, 0)
-                self._front[half.message_id] = half
-                self._arrivals.append(half)
-                self._in_front[half.side] += 1
+                self._enter_front(half)
         self._next_seq = max([self._next_seq, *(half.seq + 1 for half in halves)])
 
     def written(self, message_ids: list[str], now: int) -> None:
@@ -246,7 +247,7 @@ class Join:
         return taken
 
     def release(self, half: Half) -> None:
-        """``half`` (a partner of a non-finite pair, on disk) is being released."""
+        """``half`` (on disk, or moving there at the next commit) is being released: it pairs with nothing now."""
         self._releasing[(half.side, half.message_id)] = half
 
     def released(self, half: Half) -> None:

@@ -179,9 +179,10 @@ class Metric:
         self._streams.see(delivery.queue, created)
         self._pending.append((delivery, Half(delivery.queue, row_id, value, created, arrived=now)))
         if len(self._pending) == SYNC_DELIVERIES:
-            self._broker.call_soon(self._sync)  # not from within this handler: a failing sync must not be taken
-        elif self._sync_timer is None:  # for a fault of this one message
-            self._sync_timer = self._broker.call_later(SYNC_DELAY, self._sync)
+            # on the loop, not in this handler: the runtime takes a handler's exception for a fault of one message
+            self._broker.call_soon(self._sync)
+        else:
+            self._sync_soon()
 
     def _sync(self) -> None:
         """Join what came, write and fsync the rows, commit the join, then ack."""
