@@ -11,7 +11,8 @@ A service gives the queues it touches, a handler per queue it consumes and, if i
 - the broker may be down at start or vanish at any time: the service reconnects with capped backoff;
 - a handler that raises while handling one message costs that message alone: a ``BadMessage`` is rejected into the
   dead-letter queue with its reason, any other exception too, logged as a fault of ours; the connection stays;
-- SIGTERM and SIGINT (``StopSignals``) stop consuming, let in-flight work finish for a few seconds, close, return 0.
+- SIGTERM and SIGINT (``StopSignals``) stop consuming, let in-flight work finish for a few seconds, close (without
+  waiting more than CLOSE_TIMEOUT for the broker's answer), return 0.
 
 The bookkeeping lives beside it: ``PublishWindow`` (unconfirmed and unsent messages) and ``AckLedger`` (settled runs).
 """
