@@ -46,13 +46,33 @@ def test_halves_pair_whichever_comes_first_and_copies_are_known(store: WaitingSt
 def test_a_copy_of_a_waiting_half_is_known_in_memory_and_on_disk(store: WaitingStore) -> None:
     join = Join(store)
     assert outcomes(join, half(Y_TRUE, "a"), half(Y_TRUE, "a")) == [Outcome.WAITING, Outcome.COPY]
-    assert join.move_to_disk(NOW + 60)
+    assert join.move_to_disk(NOW + 61)
     join.commit({})
     assert store.count(Y_TRUE) == 1 and join.waiting(Y_TRUE) == 1
     assert outcomes(join, half(Y_TRUE, "a")) == [Outcome.COPY]
     assert outcomes(join, half(Y_PRED, "a")) == [Outcome.ROW]
     join.commit({})
     assert store.count(Y_TRUE) == 0 and len(join) == 0
+
+
+def test_a_restart_reads_a_long_inbox_in_chunks_and_keeps_memory_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(join_module, "FRONT_HALVES", 100)
+    store = WaitingStore(tmp_path / "waiting.sqlite")
+    store.open()
+    join = Join(store)
+    join.add([half(Y_TRUE, f"t{index:05d}") for index in range(25_000)])
+    join.commit({})  # 25,000 in the inbox: FRONT_HALVES was not looked at before the commit
+    store.close()
+
+    store = WaitingStore(tmp_path / "waiting.sqlite")
+    join = Join(store, store.open()["next_seq"])
+    join.restore(NOW)
+    assert join.waiting(Y_TRUE) == 25_000
+    join.commit({})
+    assert store.count(Y_TRUE) == 25_000 - 100, "all but FRONT_HALVES moved to disk as the inbox was read"
+    store.close()
 
 
 def test_memory_holds_at_most_front_halves(store: WaitingStore, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -80,12 +100,13 @@ def test_after_a_restart_the_inbox_waits_again_and_what_paired_does_not(tmp_path
     saved = store.open()
     assert saved["csv_offset"] == 7
     join = Join(store, saved["next_seq"])
-    join.restore(store.inbox(), NOW)
+    join.restore(NOW)
     assert join.waiting(Y_TRUE) == 1 and join.waiting(Y_PRED) == 0
     assert outcomes(join, half(Y_PRED, "pairs"), half(Y_PRED, "waits")) == [Outcome.COPY, Outcome.ROW]
     join.add([half(Y_TRUE, "new")])
     join.commit({})
-    assert [entry.message_id for entry in store.inbox()] == ["new"], "the inbox is cut once nothing needs its head"
+    inbox = [entry.message_id for chunk in store.inbox() for entry in chunk]
+    assert inbox == ["new"], "the inbox is cut once nothing needs its head"
     store.close()
 
 

@@ -263,7 +263,7 @@ def test_a_partner_pending_when_its_half_moves_to_disk_still_pairs(tmp_path: Pat
     run = Run(tmp_path, clock)
     run.deliver(Y_TRUE, "a", 1.0, START)
     run.step()
-    clock.now += 60  # the look for orphans is due: it moves "a" to disk
+    clock.now += 3600  # the look for orphans is due: it moves "a" to disk
     run.deliver(Y_PRED, "a", 3.0, START)  # and "a"'s partner came in the moment before
     run.settle()
     assert run.csv_ids() == ["a"] and run.status()["waiting"] == {Y_TRUE: 0, Y_PRED: 0}
@@ -324,7 +324,7 @@ def test_a_pair_whose_waiting_half_is_on_disk_and_not_finite_keeps_that_half_unt
     run = Run(tmp_path, clock)
     run.deliver(Y_TRUE, "huge", 1e308, START)
     run.step()
-    run.step(60)  # on disk now
+    run.step(3600)  # on disk now
     run.deliver(Y_PRED, "huge", -1e308, START)
     run.deliver(Y_TRUE, "huge", 1e308, START)  # a copy of the partner in the same batch
     run.settle()

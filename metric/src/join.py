@@ -18,7 +18,7 @@ from waiting import BOTH_SIDES, SIDE_BIT, Changes, Found, Half, WaitingStore
 from pipeline.topology import Y_PRED, Y_TRUE
 
 FRONT_HALVES = 50_000  # halves waiting in memory at most; older ones move to disk
-FRONT_SECONDS = 10.0  # seconds a half waits in memory before it moves to disk
+FRONT_SECONDS = 60.0  # seconds a half waits in memory before it moves to disk (and the inbox can be cut)
 PARTNER_SIDE = {Y_TRUE: Y_PRED, Y_PRED: Y_TRUE}
 
 
@@ -178,16 +178,18 @@ class Join:
 
     # --- restoring, and halves already written ----------------------------------------------------
 
-    def restore(self, halves: list[Half], now: float) -> None:
-        """Wait again, in memory, for the inbox's halves that are still waiting."""
-        found = self._store.find([half.message_id for half in halves])
-        for half in halves:
-            handled = found.done.get(half.message_id, 0) & SIDE_BIT[half.side]
-            on_disk = half.side in found.waiting.get(half.message_id, {})
-            if not handled and not on_disk and half.message_id not in self._front:
-                half.arrived, half.handled = now, found.done.get(half.message_id, 0)
-                self._enter_front(half)
-        self._next_seq = max([self._next_seq, *(half.seq + 1 for half in halves)])
+    def restore(self, now: float) -> None:
+        """Wait again, in memory, for the inbox's halves that are still waiting (the rest paired since)."""
+        for halves in self._store.inbox():
+            found = self._store.find([half.message_id for half in halves])
+            for half in halves:
+                handled = found.done.get(half.message_id, 0) & SIDE_BIT[half.side]
+                on_disk = half.side in found.waiting.get(half.message_id, {})
+                if not handled and not on_disk and half.message_id not in self._front:
+                    half.arrived, half.handled = now, found.done.get(half.message_id, 0)
+                    self._enter_front(half)
+            self._next_seq = max(self._next_seq, halves[-1].seq + 1)
+            self.move_to_disk(now)  # past FRONT_HALVES: memory stays bounded however long the inbox
 
     def written(self, message_ids: list[str], now: int) -> None:
         """Rows metric_log.csv holds that the store did not know of (written just before a crash): forget their

@@ -146,7 +146,7 @@ class Metric:
 
     def _recover(self, saved: dict[str, int]) -> None:
         now = self._clock()
-        self.join.restore(self._store.inbox(), now)
+        self.join.restore(now)
         if "csv_offset" not in saved:  # never committed: a new file, or one made just before a crash
             self._upgrade(now)
             return

@@ -125,9 +125,17 @@ class WaitingStore:
         (count,) = self.db.execute("SELECT count(*) FROM waiting WHERE side = ?", (SIDE_NUMBER[side],)).fetchone()
         return int(count)
 
-    def inbox(self) -> list[Half]:
-        rows = self.db.execute("SELECT seq, side, id, value, created FROM inbox ORDER BY seq")
-        return [Half(SIDE_OF_NUMBER[side], id_, value, created, seq) for seq, side, id_, value, created in rows]
+    def inbox(self, chunk: int = 10_000) -> Iterator[list[Half]]:
+        """The inbox in order, ``chunk`` halves at a time (most of it may be halves that paired since)."""
+        after = 0
+        while True:
+            rows = self.db.execute(
+                "SELECT seq, side, id, value, created FROM inbox WHERE seq > ? ORDER BY seq LIMIT ?", (after, chunk)
+            ).fetchall()
+            if not rows:
+                return
+            yield [Half(SIDE_OF_NUMBER[side], id_, value, created, seq) for seq, side, id_, value, created in rows]
+            after = rows[-1][0]
 
     def find(self, ids: list[str], waiting: bool = True) -> Found:
         """The sides handled of ``ids`` and, unless ``waiting`` is False (none waits on disk), their halves waiting on
@@ -160,14 +168,16 @@ class WaitingStore:
         """Look at the next ``limit`` handled ids after ``after_id`` and forget those created before ``before``.
         Return how many it forgot and the id to go on from ('' once it has gone round). A sweep costs less than an
         index by age, which every row would pay for (2 µs of the 10 a row costs the file, measured)."""
-        rows = self.db.execute("SELECT id, created FROM done WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit))
-        chunk = rows.fetchall()
-        old = [(id_,) for id_, created in chunk if created < before]
-        if old:
-            self.db.execute("BEGIN")
-            self.db.executemany("DELETE FROM done WHERE id = ?", old)
-            self.db.execute("COMMIT")
-        return len(old), chunk[-1][0] if len(chunk) == limit else ""
+        span = "SELECT id FROM done WHERE id > ? ORDER BY id LIMIT ?"
+        seen, last = self.db.execute(f"SELECT count(*), max(id) FROM ({span})", (after_id, limit)).fetchone()
+        if not seen:
+            return 0, ""
+        self.db.execute("BEGIN")
+        deleted = self.db.execute(
+            "DELETE FROM done WHERE id > ? AND id <= ? AND created < ?", (after_id, last, before)
+        ).rowcount
+        self.db.execute("COMMIT")
+        return deleted, last if seen == limit else ""
 
     def commit(self, changes: Changes) -> None:
         """Write ``changes`` in one transaction, fsynced when this returns."""
