@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
 import join as join_module
 import pytest
 from join import Join, Outcome
-from waiting import FileInUse, Half, WaitingStore
+from waiting import Changes, FileInUse, Half, WaitingStore
 
 from pipeline.topology import Y_PRED, Y_TRUE
 
@@ -68,10 +69,54 @@ def test_a_restart_reads_a_long_inbox_in_chunks_and_keeps_memory_bounded(
 
     store = WaitingStore(tmp_path / "waiting.sqlite")
     join = Join(store, store.open()["next_seq"])
+    spilled_per_commit: list[int] = []
+    commit = store.commit
+
+    def counting_commit(changes: Changes) -> None:
+        spilled_per_commit.append(len(changes.spilled))
+        commit(changes)
+
+    monkeypatch.setattr(store, "commit", counting_commit)
     join.restore(NOW)
     assert join.waiting(Y_TRUE) == 25_000
+    assert spilled_per_commit == [10_000 - 100, 10_000, 5_000], "each chunk's halves past FRONT_HALVES on disk at once"
     join.commit({})
     assert store.count(Y_TRUE) == 25_000 - 100, "all but FRONT_HALVES moved to disk as the inbox was read"
+    store.close()
+
+
+def test_memory_holds_front_halves_even_while_one_half_waits_and_thousands_pair_behind_it(
+    store: WaitingStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(join_module, "FRONT_HALVES", 10)
+    join = Join(store)
+    join.add([half(Y_TRUE, "waits")])
+    tracemalloc.start()
+    for batch in range(100):  # 50,000 rows within FRONT_SECONDS, the second half of each in the next batch
+        ids = [f"r{batch:03d}{index:03d}" for index in range(500)]
+        join.add([half(Y_TRUE, row_id) for row_id in ids])
+        join.add([half(Y_PRED, row_id) for row_id in ids])
+        join.move_to_disk(NOW + batch * 0.5)
+        join.commit({})
+    held, _peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert join.waiting(Y_TRUE) == 1
+    assert held < 2_000_000, f"{held / 1e6:.1f} MB held for one waiting half"
+
+
+def test_a_not_finite_pair_with_a_half_moved_to_disk_but_not_committed_keeps_that_half(tmp_path: Path) -> None:
+    store = WaitingStore(tmp_path / "waiting.sqlite")
+    store.open()
+    join = Join(store)
+    join.add([half(Y_TRUE, "huge", 1e308)])
+    assert join.move_to_disk(NOW + 61)  # moved to disk, not committed yet
+    assert outcomes(join, half(Y_PRED, "huge", -1e308)) == [Outcome.NOT_FINITE]
+    join.commit({})
+    store.close()  # a crash before the broker confirms its release
+
+    store = WaitingStore(tmp_path / "waiting.sqlite")
+    store.open()
+    assert store.count(Y_TRUE) == 1, "still on disk, to be released again"
     store.close()
 
 

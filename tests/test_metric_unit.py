@@ -8,6 +8,7 @@ import logging
 import sqlite3
 from pathlib import Path
 
+import join as join_module
 import pytest
 from streams import ORPHAN_GRACE, WATERMARK_RANK
 from waiting import WaitingStore
@@ -211,6 +212,26 @@ def test_a_row_written_just_before_a_crash_leaves_no_waiting_half(tmp_path: Path
     assert run.csv_ids() == ["x"] and copy in run.broker.acked
 
 
+def test_a_row_written_before_a_crash_is_done_even_if_its_half_moves_to_disk_as_the_inbox_is_read(
+    tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(join_module, "FRONT_HALVES", 10)
+    (tmp_path / "metric_waiting.journal").write_text("".join(f"y_true,j{index:02d},1.0,0\n" for index in range(20)))
+    run = Run(tmp_path, clock)  # 20 halves in the inbox, more than FRONT_HALVES
+    run.deliver(Y_PRED, "j00", 3.0, START)
+    with monkeypatch.context() as patch:  # the row fsynced, then a crash before the commit
+        patch.setattr("waiting.WaitingStore.commit", failing_commit)
+        with pytest.raises(SystemExit):
+            run.step()
+    run.stop()
+
+    run = Run(tmp_path, clock)  # j00, the oldest, moves to disk as the inbox is read, and its row is in the CSV
+    assert run.csv_ids() == ["j00"] and run.status()["waiting"] == {Y_TRUE: 19, Y_PRED: 0}
+    run.stop()
+    run = Run(tmp_path, clock)
+    assert run.status()["waiting"] == {Y_TRUE: 19, Y_PRED: 0}, "and no phantom after the next start either"
+
+
 def test_a_journal_and_a_csv_from_before_the_waiting_file_are_taken_over(tmp_path: Path, clock: Clock) -> None:
     (tmp_path / "metric_log.csv").write_text("id,y_true,y_pred,absolute_error\nold,1.0,2.0,1.0\n")
     (tmp_path / "metric_waiting.journal").write_text("y_true,waits,5.0,1799999000.5\ny_pred,tor")
@@ -330,10 +351,16 @@ def test_a_pair_whose_waiting_half_is_on_disk_and_not_finite_keeps_that_half_unt
     run.settle()
     assert [(orphan["queue"], orphan["id"]) for orphan in run.released()] == [("y_true.dead", "huge")]
     assert run.status()["waiting"] == {Y_TRUE: 1, Y_PRED: 0}
-    run.stop()  # a crash before the broker's confirm: the partner is still on disk, and goes again
+    run.stop()  # a crash before the broker's confirm: the partner is still on disk
 
-    run = Run(tmp_path, clock)
+    run = Run(tmp_path, clock)  # it waits again, and goes as an orphan once y_pred has passed it
     assert run.status()["waiting"] == {Y_TRUE: 1, Y_PRED: 0}
+    for index in range(WATERMARK_RANK):
+        run.row(f"s{index}", START + TIMEOUT + 1)
+    run.wait_out_the_grace()
+    run.wait_out_the_grace()
+    assert [(orphan["queue"], orphan["id"]) for orphan in run.released()] == [("y_true.dead", "huge")]
+    assert run.csv_ids().count("huge") == 0
 
 
 def test_a_write_that_fails_stops_metric_before_any_ack_and_loses_nothing(

@@ -79,12 +79,16 @@ class Join:
         """Pair or keep each half, in order; a pair of the batch is its row (or its non-finite pair). A half of
         ``side`` created before ``orphans_before[side]`` that finds no partner waiting is an orphan at once: it goes
         to disk to be released, and pairs with nothing (not with a late copy of its partner either)."""
-        unknown = [half.message_id for half in halves if half.message_id not in self._front]
-        found = self._store.find(unknown, waiting=self._store.has_waiting())
-        for half in self._changes.spilled:  # moved to disk, not committed yet
-            found.waiting.setdefault(half.message_id, {})[half.side] = half
+        found = self._find([half.message_id for half in halves if half.message_id not in self._front])
         before = orphans_before or {}
         return [self._add(half, found, before.get(half.side)) for half in halves]
+
+    def _find(self, message_ids: list[str]) -> Found:
+        """What the file knows of ``message_ids``, and the halves moved to disk since the last commit."""
+        found = self._store.find(message_ids, waiting=self._store.has_waiting() or bool(self._changes.spilled))
+        for half in self._changes.spilled:
+            found.waiting.setdefault(half.message_id, {})[half.side] = half
+        return found
 
     def _add(self, half: Half, found: Found, orphan_before: int | None) -> tuple[Outcome, Pair | None]:
         if self._is_copy(half, found):
@@ -138,10 +142,10 @@ class Join:
             self._changes.mark_done(half.message_id, max(half.created, partner.created), BOTH_SIDES)
             return Outcome.ROW, pair
         # no row: the half that came is rejected, and the partner goes to its dead-letter queue, from disk
-        if partner.seq:
-            self._spill(partner)
-        else:
+        if (partner.side, partner.message_id) in self._leaving:
             self._back_on_disk(partner)
+        else:
+            self._spill(partner)
         self.release(partner)
         return Outcome.NOT_FINITE, pair
 
@@ -179,7 +183,8 @@ class Join:
     # --- restoring, and halves already written ----------------------------------------------------
 
     def restore(self, now: float) -> None:
-        """Wait again, in memory, for the inbox's halves that are still waiting (the rest paired since)."""
+        """Wait again, in memory, for the inbox's halves that are still waiting (the rest paired since); the halves
+        past FRONT_HALVES go to disk, committed chunk by chunk."""
         for halves in self._store.inbox():
             found = self._store.find([half.message_id for half in halves])
             for half in halves:
@@ -189,12 +194,13 @@ class Join:
                     half.arrived, half.handled = now, found.done.get(half.message_id, 0)
                     self._enter_front(half)
             self._next_seq = max(self._next_seq, halves[-1].seq + 1)
-            self.move_to_disk(now)  # past FRONT_HALVES: memory stays bounded however long the inbox
+            if self.move_to_disk(now):  # past FRONT_HALVES: memory stays bounded however long the inbox
+                self.commit({})
 
     def written(self, message_ids: list[str], now: int) -> None:
         """Rows metric_log.csv holds that the store did not know of (written just before a crash): forget their
         halves."""
-        found = self._store.find(message_ids)
+        found = self._find(message_ids)
         for message_id in message_ids:
             created = now
             if (in_front := self._front.get(message_id)) is not None:
@@ -216,6 +222,8 @@ class Join:
             self._spill(self._arrivals.popleft())
             self._drop_departed()
             moved = True
+        if len(self._arrivals) > 2 * FRONT_HALVES:  # a half waits at the head while thousands pair behind it
+            self._arrivals = deque(half for half in self._arrivals if self._front.get(half.message_id) is half)
         return moved
 
     def move_orphans_to_disk(self, created_before: dict[str, int | None]) -> bool:

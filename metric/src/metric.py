@@ -285,7 +285,7 @@ class Metric:
 
     def _released(self, half: Half) -> None:
         self.join.released(half)
-        self._sync_soon()  # the confirm on disk within milliseconds: a restart does not release it again
+        self._sync_soon()  # on disk within milliseconds: after that a restart never releases it again
 
     def _limit_waiting(self) -> None:
         """Pause a side with too many waiting halves; if both have too many, keep consuming the one that is behind
