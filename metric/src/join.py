@@ -85,7 +85,7 @@ class Join:
 
     def _find(self, message_ids: list[str]) -> Found:
         """What the file knows of ``message_ids``, and the halves moved to disk since the last commit."""
-        found = self._store.find(message_ids, waiting=self._store.has_waiting() or bool(self._changes.spilled))
+        found = self._store.find(message_ids, waiting=self._store.has_waiting())
         for half in self._changes.spilled:
             found.waiting.setdefault(half.message_id, {})[half.side] = half
         return found

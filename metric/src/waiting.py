@@ -172,11 +172,9 @@ class WaitingStore:
         seen, last = self.db.execute(f"SELECT count(*), max(id) FROM ({span})", (after_id, limit)).fetchone()
         if not seen:
             return 0, ""
-        self.db.execute("BEGIN")
-        deleted = self.db.execute(
+        deleted = self.db.execute(  # one statement: its own transaction
             "DELETE FROM done WHERE id > ? AND id <= ? AND created < ?", (after_id, last, before)
         ).rowcount
-        self.db.execute("COMMIT")
         return deleted, last if seen == limit else ""
 
     def commit(self, changes: Changes) -> None:
