@@ -44,6 +44,7 @@ class FakeBroker:
         self.timers: list[Timer] = []
         self.hooks: dict[str, Hook] = {}
         self.ready = True
+        self.problems: dict[str, str] = {}
         self._tag = 0
 
     # --- Broker's surface ---
@@ -61,6 +62,12 @@ class FakeBroker:
 
     def is_paused(self, queue: str) -> bool:
         return queue in self.paused
+
+    def set_problem(self, name: str, reason: str | None) -> None:
+        if reason is None:
+            self.problems.pop(name, None)
+        else:
+            self.problems[name] = reason
 
     def run(self) -> int:
         return 0

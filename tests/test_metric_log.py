@@ -1,4 +1,7 @@
 import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -87,8 +90,9 @@ def test_quoted_ids_are_read_as_written(tmp_path: Path) -> None:
 def test_a_write_that_takes_only_part_of_the_rows_goes_on_with_the_rest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_write = os.write
-    monkeypatch.setattr("pipeline.append_file.os.write", lambda fd, data: real_write(fd, bytes(data[:7])))
+    real_write = os.pwrite
+    short_write = lambda fd, data, offset: real_write(fd, bytes(data[:7]), offset)  # noqa: E731
+    monkeypatch.setattr("pipeline.append_file.os.pwrite", short_write)
     log = MetricLog(tmp_path / "m.csv")
     log.open()
     for index in range(5):
@@ -96,3 +100,47 @@ def test_a_write_that_takes_only_part_of_the_rows_goes_on_with_the_rest(
     assert log.sync() == 5
     log.close()
     assert (tmp_path / "m.csv").read_bytes() == HEADER + b"".join(format_row(f"id{i}", 1.0, 2.0) for i in range(5))
+
+
+FILE_SIZE_LIMIT_RUN = textwrap.dedent(
+    """
+    import resource, signal, sys
+    from pathlib import Path
+    from pipeline.metric_log import MetricLog
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit a write is short, then fails with EFBIG
+    log = MetricLog(Path(sys.argv[1]))
+    log.open()
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (log.size + 1000, hard))
+    for index in range(100):
+        log.append(f"id-{index:04d}", 1.0, 2.0)
+    try:
+        log.sync()
+        print("synced past the limit")
+    except OSError as error:
+        print(f"refused {error.errno} size {Path(sys.argv[1]).stat().st_size} written {log.size}")
+    log.append("next-row", 5.0, 6.0)
+    try:
+        log.sync()
+    except OSError:
+        print("refused again")
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    print(f"synced {log.sync()}")
+    log.close()
+    """
+)
+
+
+def test_a_write_cut_short_by_a_full_disk_leaves_no_trace_and_goes_again_whole(tmp_path: Path) -> None:
+    path = tmp_path / "m.csv"
+    run = subprocess.run(
+        [sys.executable, "-c", FILE_SIZE_LIMIT_RUN, str(path)], capture_output=True, text=True, timeout=60, check=True
+    )
+    refused, again, synced = run.stdout.splitlines()
+    header_size = len(HEADER)
+    assert refused == f"refused 27 size {header_size} written {header_size}", "the torn part was cut at once"
+    assert again == "refused again"
+    assert synced == "synced 101", "the refused rows were kept for the next sync"
+    expected = [format_row(f"id-{index:04d}", 1.0, 2.0) for index in range(100)] + [format_row("next-row", 5.0, 6.0)]
+    assert path.read_bytes() == HEADER + b"".join(expected)

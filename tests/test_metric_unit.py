@@ -3,6 +3,7 @@ acks, publishes and files out. No RabbitMQ, no subprocess."""
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import sqlite3
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import join as join_module
 import pytest
+from prometheus_client import REGISTRY
 from streams import ORPHAN_GRACE, WATERMARK_RANK
 from waiting import WaitingStore
 
@@ -18,6 +20,7 @@ from metric import Settings as MetricSettings
 from pipeline import service
 from pipeline.broker import Delivery
 from pipeline.messages import encode
+from pipeline.metric_log import HEADER
 from pipeline.settings import Common
 from pipeline.status import read_status
 from pipeline.topology import Y_PRED, Y_TRUE
@@ -221,8 +224,7 @@ def test_a_row_written_before_a_crash_is_done_even_if_its_half_moves_to_disk_as_
     run.deliver(Y_PRED, "j00", 3.0, START)
     with monkeypatch.context() as patch:  # the row fsynced, then a crash before the commit
         patch.setattr("waiting.WaitingStore.commit", failing_commit)
-        with pytest.raises(SystemExit):
-            run.step()
+        run.step()
     run.stop()
 
     run = Run(tmp_path, clock)  # j00, the oldest, moves to disk as the inbox is read, and its row is in the CSV
@@ -363,14 +365,60 @@ def test_a_pair_whose_waiting_half_is_on_disk_and_not_finite_keeps_that_half_unt
     assert run.csv_ids().count("huge") == 0
 
 
-def test_a_write_that_fails_stops_metric_before_any_ack_and_loses_nothing(
+def failing_commit(*_: object) -> None:
+    raise sqlite3.OperationalError("database or disk is full")
+
+
+def failing_pwrite(*_: object) -> int:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+FULL_DISKS = {
+    "commit": ("waiting.WaitingStore.commit", failing_commit),
+    "csv": ("pipeline.append_file.os.pwrite", failing_pwrite),
+}
+
+
+@pytest.mark.parametrize("failing", FULL_DISKS)
+def test_a_full_disk_is_waited_out_with_nothing_acked_dead_lettered_or_lost(
+    tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, failing: str
+) -> None:
+    target, failure = FULL_DISKS[failing]
+    run = Run(tmp_path, clock)
+    run.row("a", START)
+    monkeypatch.setattr(target, failure)
+    with caplog.at_level(logging.WARNING, logger="pipeline.disk"):
+        for _ in range(3):
+            run.step(1.0)
+        run.row("b", START)  # in flight when the consumers were cancelled
+        run.deliver(Y_TRUE, "c", 1.0, START)
+        run.step(1.0)
+        assert run.broker.acked == [] and run.broker.rejected_deliveries == [], "nothing acked or dead-lettered"
+        assert run.broker.paused == {Y_TRUE, Y_PRED}, "nothing new is taken while the disk is full"
+        assert "disk" in run.broker.problems, "the healthcheck fails while it lasts"
+        assert REGISTRY.get_sample_value("pipeline_waiting_for_disk") == 1
+        if failure is failing_pwrite:
+            assert (tmp_path / "metric_log.csv").read_bytes() == HEADER, "nothing of the batch is on disk"
+        monkeypatch.undo()
+        run.step(1.0)
+    waits = [record.getMessage() for record in caplog.records]
+    assert len(waits) == 2 and "waiting for room" in waits[0] and "can be written again" in waits[1], waits
+    assert run.csv_ids() == ["a", "b"] and len(run.broker.acked) == 5
+    assert run.broker.paused == set() and run.broker.problems == {}
+    assert REGISTRY.get_sample_value("pipeline_waiting_for_disk") == 0
+    run.stop()
+
+    again = Run(tmp_path, clock)  # and what was saved is what a restart finds
+    assert again.status()["waiting"] == {Y_TRUE: 1, Y_PRED: 0}
+
+
+def test_a_crash_while_the_disk_is_full_loses_nothing(
     tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run = Run(tmp_path, clock)
     run.row("a", START)
     monkeypatch.setattr("waiting.WaitingStore.commit", failing_commit)
-    with pytest.raises(SystemExit):
-        run.step()
+    run.step()
     assert run.broker.acked == [], "nothing acked that is not committed"
     run.stop()
     monkeypatch.undo()
@@ -379,10 +427,6 @@ def test_a_write_that_fails_stops_metric_before_any_ack_and_loses_nothing(
     run.row("a", START)
     run.settle()
     assert run.csv_ids() == ["a"] and len(run.broker.acked) == 2
-
-
-def failing_commit(*_: object) -> None:
-    raise sqlite3.OperationalError("database or disk is full")
 
 
 def test_an_interrupted_first_start_takes_the_old_journal_over_at_the_next(tmp_path: Path, clock: Clock) -> None:

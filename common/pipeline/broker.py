@@ -127,6 +127,7 @@ class Broker:
         self._ack_scheduled = False
         self._nack_timer: Any = None
         self._nacked_since: float | None = None  # first nack since the last ack on this channel
+        self._problems: dict[str, str] = {}  # what makes the service unhealthy now, by name
 
     # --- what services call -------------------------------------------------------------------
 
@@ -163,6 +164,13 @@ class Broker:
 
     def is_paused(self, queue: str) -> bool:
         return queue in self._paused
+
+    def set_problem(self, name: str, reason: str | None) -> None:
+        """A condition that makes the service unhealthy while it lasts (``reason`` None: it is over)."""
+        if reason is None:
+            self._problems.pop(name, None)
+        else:
+            self._problems[name] = reason
 
     def run(self, *, handle_signals: bool = True) -> int:
         """Connect and serve until stopped; return the process exit code."""
@@ -484,7 +492,7 @@ class Broker:
         self.ioloop.stop()
 
     def _touch_health(self, reschedule: bool = True) -> None:
-        if self._ready and self._settings.health_file:
+        if self._ready and not self._problems and self._settings.health_file:
             Path(self._settings.health_file).touch()
         if reschedule:
             self.ioloop.call_later(HEALTH_INTERVAL, self._touch_health)

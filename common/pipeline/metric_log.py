@@ -40,6 +40,11 @@ class MetricLog:
         """Bytes written to the file (rows appended since the last ``sync`` not included)."""
         return self._file.size
 
+    @property
+    def unsynced(self) -> int:
+        """Rows appended and not yet on disk."""
+        return self._file.unsynced
+
     def ids_after(self, offset: int) -> list[str]:
         """Ids of the rows written past byte ``offset`` (the header is no row)."""
         return _ids(self._file.lines_after(offset))

@@ -17,8 +17,12 @@ STATUS_FILE = "metric_status.json"
 def write_status(folder: Path, status: dict[str, Any]) -> None:
     path = folder / STATUS_FILE
     temporary = path.with_name(f".{STATUS_FILE}.tmp")
-    temporary.write_text(json.dumps(status))
-    os.replace(temporary, path)
+    try:
+        temporary.write_text(json.dumps(status))
+        os.replace(temporary, path)
+    except OSError:
+        temporary.unlink(missing_ok=True)  # a full disk: leave nothing behind
+        raise
 
 
 def read_status(folder: Path) -> dict[str, Any] | None:

@@ -12,6 +12,8 @@ broker has confirmed that. A pair whose absolute error is not a finite number is
 rejected and its partner released, both to their dead-letter queues. When more than METRIC_MAX_WAITING halves of
 one side wait, metric stops consuming that side until their partners have come, but never both sides at once.
 Once a second, metric writes metric_status.json for plot: how many halves wait on each side, and since when.
+A full or failing disk is waited out (``pipeline.disk``): nothing is acked or released until the rows and the join
+are on disk, no side is consumed meanwhile, and every second the same write is tried again.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ from waiting import FileInUse, Half, WaitingStore
 
 from pipeline import service, settings
 from pipeline.broker import Broker, Delivery
+from pipeline.disk import RETRY_DELAY, WriteTrouble
 from pipeline.messages import decode_value, encode
 from pipeline.metric_log import MetricLog
 from pipeline.status import write_status
@@ -93,10 +96,12 @@ class Metric:
         self._join: Join | None = None
         self._streams = Streams({}, config.orphan_timeout)
         self._pending: list[tuple[Delivery, Half]] = []  # received, to be joined at the next sync
+        self._unsaved = Unsaved()  # joined, and waiting for the save that makes them safe
         self._sync_timer: object | None = None
         self._rows, self._error_sum, self._orphans, self._rate = 0, 0.0, 0, service.Rate()
         self._oldest: int | None = None
         self._broker = broker
+        self._disk = WriteTrouble(f"{self._logs}/", broker.set_problem)
         broker.add_hooks(on_lost=self._sync, on_stopping=self._sync)
         broker.consume(Y_TRUE, self._on_half)
         broker.consume(Y_PRED, self._on_half)
@@ -133,7 +138,7 @@ class Metric:
 
     def run(self) -> int:
         try:
-            self.start()
+            self._start_when_writable()
         except FileInUse as error:
             message = f"LOGS_DIR: {error}; run one metric per LOGS_DIR"
             return settings.report_bad_setting(settings.SettingsError(message))
@@ -141,6 +146,19 @@ class Metric:
             return self._broker.run()
         finally:
             self.close()
+
+    def _start_when_writable(self) -> None:
+        """Start; if the files cannot be written (a full disk), try again every RETRY_DELAY until they can."""
+        while True:
+            try:
+                self.start()
+            except (OSError, sqlite3.Error) as error:
+                self.close()
+                self._disk.failed(error, holding="nothing consumed yet")
+                time.sleep(RETRY_DELAY)  # nothing else to do: the broker's loop has not started
+            else:
+                self._disk.succeeded()
+                return
 
     # --- taking up where the last run stopped ---------------------------------------------------
 
@@ -192,24 +210,26 @@ class Metric:
         pending, self._pending = self._pending, []
         orphans_before = self._streams.orphans_before()
         outcomes = self.join.add([half for _, half in pending], orphans_before) if pending else []
-        safe, partners, orphans = [], [], []
+        unsaved = self._unsaved
         for (delivery, half), (outcome, pair) in zip(pending, outcomes, strict=True):
             if outcome is Outcome.ROW and pair is not None:
                 self._write(pair)
             elif outcome is Outcome.NOT_FINITE and pair is not None:
                 self._refuse(delivery, pair)
-                partners.append(pair.partner)
+                unsaved.partners.append(pair.partner)
                 continue
             elif outcome is Outcome.ORPHAN:
-                orphans.append(half)
-            safe.append(delivery)
+                unsaved.orphans.append(half)
+            unsaved.deliveries.append(delivery)
         self.join.move_to_disk(self._clock())
-        self._save()
-        for delivery in safe:
+        if not self._save():
+            return  # all of it waits for a save that succeeds: a later sync, at the latest the next tick
+        self._unsaved = Unsaved()
+        for delivery in unsaved.deliveries:
             self._broker.ack(delivery)
-        self._release(partners, reason=NOT_FINITE)
-        if orphans:
-            self._release_orphans(orphans)
+        self._release(unsaved.partners, reason=NOT_FINITE)
+        if unsaved.orphans:
+            self._release_orphans(unsaved.orphans)
         self._limit_waiting()
 
     def _write(self, pair: Pair) -> None:
@@ -228,15 +248,24 @@ class Metric:
         )
         self._broker.reject(delivery)
 
-    def _save(self) -> None:
-        """Write and fsync the rows, then commit the join: the acks wait for both. A file that cannot be written
-        stops metric (its unacked deliveries come back after the restart, and nothing is acked that is not safe)."""
+    def _save(self) -> bool:
+        """Write and fsync the rows, then commit the join: the acks wait for both. Return whether it worked; if
+        not (a full or failing disk), what was not written is kept for the next try, and no side is consumed."""
         try:
             ROWS_WRITTEN.inc(self._log.sync())
             self._commit()
         except (OSError, sqlite3.Error) as error:
-            LOGGER.error("cannot write to %s (%s); exiting: nothing unsafe was acked", self._logs, error)
-            raise SystemExit(1) from None
+            self._disk_failed(error)
+            return False
+        if self._disk.failing:
+            self._disk.succeeded()
+            self._limit_waiting()
+        return True
+
+    def _disk_failed(self, error: Exception) -> None:
+        held = f"{len(self._unsaved.deliveries)} deliveries unacked, {self._log.unsynced} rows unwritten, none taken"
+        self._disk.failed(error, holding=held)
+        self._limit_waiting()
 
     def _commit(self) -> None:
         self.join.commit({"csv_offset": self._log.size} | self._streams.saved())
@@ -248,21 +277,28 @@ class Metric:
     # --- orphans, pausing, and what the user sees -------------------------------------------------
 
     def _tick(self) -> None:
-        self._sync()  # what came is joined before anything moves to disk
+        self._sync()  # what came is joined before anything moves to disk; while the disk fails, the next try
         now = self._clock()
         self._streams.sample(now)
+        if not self._disk.failing:
+            self._move_and_release(now)
+        self._show(now)
+        self._broker.call_later(TICK, self._tick)
+
+    def _move_and_release(self, now: float) -> None:
         before = self._streams.orphans_before()
-        if self.join.move_to_disk(now) | self.join.move_orphans_to_disk(before):
-            self._save()  # on disk before they are released
+        if (self.join.move_to_disk(now) | self.join.move_orphans_to_disk(before)) and not self._save():
+            return  # orphans are on disk before they are released
         if not self.join.releasing:
             orphans = self.join.take_orphans(before, RELEASE_BATCH)
             if orphans:
                 self._release_orphans(orphans)
         forget_before = self._streams.forget_before()
         if forget_before is not None:
-            self.join.forget_done(forget_before, FORGET_BATCH)
-        self._show(now)
-        self._broker.call_later(TICK, self._tick)
+            try:
+                self.join.forget_done(forget_before, FORGET_BATCH)
+            except sqlite3.Error as error:
+                self._disk_failed(error)
 
     def _release_orphans(self, orphans: list[Half]) -> None:
         self._release(orphans, orphaned_after=self._timeout)
@@ -295,17 +331,19 @@ class Metric:
             over.discard(self._behind())
         for side in SIDES:
             waiting = self.join.waiting(side)
-            if side in over and not self._broker.is_paused(side):
-                LOGGER.warning(
-                    "%d halves of %s wait for their partner (METRIC_MAX_WAITING %d); pausing %s until they come",
-                    waiting,
-                    side,
-                    self._max_waiting,
-                    side,
-                )
+            pause = side in over or self._disk.failing  # a full disk: nothing new until the held work is saved
+            if pause and not self._broker.is_paused(side):
+                if side in over:
+                    LOGGER.warning(
+                        "%d halves of %s wait for their partner (METRIC_MAX_WAITING %d); pausing %s until they come",
+                        waiting,
+                        side,
+                        self._max_waiting,
+                        side,
+                    )
                 self._broker.pause(side)
-            elif side not in over and self._broker.is_paused(side):
-                LOGGER.info("%d halves of %s wait; consuming %s again", waiting, side, side)
+            elif not pause and self._broker.is_paused(side):
+                LOGGER.info("consuming %s again (%d of its halves wait)", side, waiting)
                 self._broker.resume(side)
 
     def _over_limit(self, side: str) -> bool:
@@ -352,6 +390,15 @@ class Metric:
             self._orphans,
         )
         self._broker.call_later(service.HEARTBEAT_INTERVAL, self._heartbeat)
+
+
+@dataclass
+class Unsaved:
+    """What a sync joined and must not act on before a save succeeds: the acks, and the halves to release."""
+
+    deliveries: list[Delivery] = field(default_factory=list)
+    partners: list[Half] = field(default_factory=list)  # of pairs that are no row: released once saved
+    orphans: list[Half] = field(default_factory=list)
 
 
 def _old_journal_halves(path: Path, now: float) -> list[Half]:
