@@ -3,16 +3,18 @@
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from features import Ledger, Streamer
 from features import Settings as FeaturesSettings
-from features import Streamer
 from model import SUSPECT_GATHER, Predictor
 from pipeline.dataset import Dataset
+from pipeline.disk import RETRY_DELAY
 from pipeline.messages import encode
 from pipeline.settings import Common
 from pipeline.topology import FEATURES, Y_TRUE
@@ -102,3 +104,33 @@ def test_features_stops_after_its_limit_and_counts_confirmed_rows(tmp_path: Path
     assert queues.count(FEATURES) == 5 and queues.count(Y_TRUE) == 5
     broker.confirm_all()
     assert streamer._confirmed == 5
+
+
+def test_no_row_goes_out_before_its_ledger_line_is_written_and_a_full_disk_is_waited_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = Dataset(np.arange(12.0).reshape(4, 3), np.arange(4.0), ["a", "b", "c"], "test")
+    broker = FakeBroker()
+    ledger = Ledger(tmp_path / "ledger", broker)  # type: ignore[arg-type]
+    ledger.open()
+    streamer = Streamer(FeaturesSettings(common(tmp_path), 1.0, 0, "", data), broker, ledger)  # type: ignore[arg-type]
+    streamer.resume()
+    assert len(broker.published) == 2
+    monkeypatch.setattr("pipeline.append_file.os.pwrite", full_disk)
+    broker.confirm_all()  # its "confirmed" line cannot be written: it waits, kept
+    for _ in range(3):
+        broker.fire_timers()
+    assert broker.published == [], "no row is published while its ledger line cannot be written"
+    assert [timer.delay for timer in broker.timers] == [RETRY_DELAY] and "disk" in broker.problems
+    monkeypatch.undo()
+    broker.fire_timers()
+    assert len(broker.published) == 2 and broker.problems == {}
+    broker.confirm_all()
+    ledger.close()
+    lines = (tmp_path / "ledger").read_text().splitlines()
+    assert [line.split()[0] for line in lines] == ["published", "confirmed", "published", "confirmed"]
+    assert len({line.split()[1] for line in lines}) == 2, "each row noted once of each kind"
+
+
+def full_disk(*_: object) -> int:
+    raise OSError(errno.ENOSPC, "No space left on device")

@@ -63,14 +63,15 @@ class AppendFile:
         """Buffer one line (ending in a newline); it is on disk after the next ``sync``."""
         self._buffer.append(line)
 
-    def sync(self) -> int:
-        """Write the buffered lines at the end, fsync, and return how many there were. If that fails, the error
-        is raised, the file cut back to where it was and the lines kept: the next ``sync`` writes them again."""
+    def sync(self, *, durable: bool = True) -> int:
+        """Write the buffered lines at the end, fsync (unless not ``durable``: a crash of the process loses nothing
+        written, one of the machine may), and return how many there were. If that fails, the error is raised, the
+        file cut back to where it was and the lines kept: the next ``sync`` writes them again."""
         lines = len(self._buffer)
         if lines:
             data = b"".join(self._buffer)
             try:
-                self._write_at_end(data)
+                self._write_at_end(data, durable)
             except OSError:
                 with contextlib.suppress(OSError):  # cutting frees what was written; if it fails, pwrite overwrites
                     os.ftruncate(self._fd, self._end)
@@ -79,7 +80,7 @@ class AppendFile:
             self._buffer.clear()
         return lines
 
-    def _write_at_end(self, data: bytes) -> None:
+    def _write_at_end(self, data: bytes, durable: bool) -> None:
         view = memoryview(data)
         offset = self._end
         while view:  # a write may take only part of it (a full disk, a file-size limit): go on, or raise
@@ -87,7 +88,8 @@ class AppendFile:
             view, offset = view[written:], offset + written
         if os.fstat(self._fd).st_size > offset:  # the rest of a batch that failed before, now rewritten shorter
             os.ftruncate(self._fd, offset)
-        os.fsync(self._fd)
+        if durable:
+            os.fsync(self._fd)
 
     def close(self) -> None:
         """Sync and close; lines that cannot be written then (a full disk) are dropped, and the error raised."""

@@ -8,7 +8,8 @@ persistently and confirmed by the broker. With FEATURES_LABEL_DELAY seconds the 
 FEATURES_INTERVAL seconds pass between rows (0: as fast as the
 confirm window allows); after FEATURES_LIMIT rows (0: never) it waits for the last confirms and exits 0. With
 FEATURES_LEDGER set, each row is noted in that file as ``published <id> <unix time>`` before its messages go out
-and as ``confirmed <id>`` once the broker has confirmed both.
+and as ``confirmed <id>`` once the broker has confirmed both; while the ledger cannot be written (a full disk), no
+row goes out, and the same line is tried again every second.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TextIO
+from pathlib import Path
 
 import numpy as np
 
 from pipeline import dataset, service, settings
+from pipeline.append_file import AppendFile
 from pipeline.broker import Broker, persistent
+from pipeline.disk import RETRY_DELAY, WriteTrouble
 from pipeline.messages import encode, new_id
 from pipeline.settings import SettingsError
 from pipeline.topology import FEATURES, Y_TRUE, Y_TRUE_DELAYED
@@ -73,10 +76,46 @@ def load_label_delay(queue_type: str) -> float:
     return delay
 
 
+@dataclass(frozen=True)
+class Row:
+    row_id: str
+    created: float
+    index: int
+
+
+class Ledger:
+    """FEATURES_LEDGER: each line written whole before ``write`` returns True; one that cannot be (a full disk) is
+    kept, and written before any later line."""
+
+    def __init__(self, path: Path, broker: Broker) -> None:
+        self._file = AppendFile(path)
+        self._trouble = WriteTrouble(f"FEATURES_LEDGER {path}", broker.set_problem)
+
+    def open(self) -> None:
+        self._file.open()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._file.close()
+
+    def note(self, line: str) -> None:
+        self._file.append(line.encode())
+
+    def write(self) -> bool:
+        """Write what was noted; False if it cannot be written now."""
+        try:
+            self._file.sync(durable=False)  # the ledger is for counting, not for surviving a crash of the machine
+        except OSError as error:
+            self._trouble.failed(error, holding="no row is published until its line is written")
+            return False
+        self._trouble.succeeded()
+        return True
+
+
 class Streamer:
     """Publishes one row per tick while the broker can take it."""
 
-    def __init__(self, config: Settings, broker: Broker, ledger: TextIO | None) -> None:
+    def __init__(self, config: Settings, broker: Broker, ledger: Ledger | None) -> None:
         self._broker = broker
         broker.add_hooks(on_ready=self.resume, on_window_open=self.resume)
         self._dataset = config.dataset
@@ -88,6 +127,7 @@ class Streamer:
         self._produced = self._confirmed = 0
         self._rate = service.Rate()
         self._blocked = True
+        self._next: Row | None = None  # made, and not published: its ledger line could not be written yet
 
     def run(self) -> int:
         LOGGER.info(
@@ -116,21 +156,28 @@ class Streamer:
             if not self._broker.can_publish():
                 self._blocked = True
                 return
-            self._publish_row()
+            if not self._publish_row():
+                self._broker.call_later(RETRY_DELAY, self._tick)
+                return
         self._broker.call_later(self._interval, self._tick)
 
-    def _publish_row(self) -> None:
-        index = int(self._rng.integers(len(self._dataset.rows)))
-        row_id, now = new_id(), time.time()
-        if self._ledger is not None:
-            self._ledger.write(f"published {row_id} {now:.6f}\n")
-        on_confirmed = self._on_row_confirmed(row_id)
-        created = int(now)
-        features, label = self._dataset.rows[index].tolist(), float(self._dataset.targets[index])
-        self._broker.publish(FEATURES, encode(row_id, features), on_confirmed, properties=persistent(created))
+    def _publish_row(self) -> bool:
+        """Publish the next row once its ledger line is written; False if it cannot be yet."""
+        if self._next is None:
+            self._next = Row(new_id(), time.time(), int(self._rng.integers(len(self._dataset.rows))))
+            if self._ledger is not None:
+                self._ledger.note(f"published {self._next.row_id} {self._next.created:.6f}\n")
+        if self._ledger is not None and not self._ledger.write():
+            return False
+        row, self._next = self._next, None
+        on_confirmed = self._on_row_confirmed(row.row_id)
+        created = int(row.created)
+        features, label = self._dataset.rows[row.index].tolist(), float(self._dataset.targets[row.index])
+        self._broker.publish(FEATURES, encode(row.row_id, features), on_confirmed, properties=persistent(created))
         label_properties = persistent(created, self._label_delay_ms)
-        self._broker.publish(self._label_queue, encode(row_id, label), on_confirmed, properties=label_properties)
+        self._broker.publish(self._label_queue, encode(row.row_id, label), on_confirmed, properties=label_properties)
         self._produced += 1
+        return True
 
     def _on_row_confirmed(self, row_id: str) -> Callable[[], None]:
         """A confirm callback that counts the row, and notes it in the ledger, once both of its messages are in."""
@@ -141,7 +188,8 @@ class Streamer:
             if unconfirmed[0] == 0:
                 self._confirmed += 1
                 if self._ledger is not None:
-                    self._ledger.write(f"confirmed {row_id}\n")
+                    self._ledger.note(f"confirmed {row_id}\n")
+                    self._ledger.write()  # if it cannot be written now, it goes with the next line
 
         return on_confirmed
 
@@ -157,9 +205,14 @@ class Streamer:
 
 def run(config: Settings) -> int:
     broker = Broker(config.common, config.queues)
-    with contextlib.ExitStack() as stack:
-        ledger = stack.enter_context(open(config.ledger_path, "a", buffering=1)) if config.ledger_path else None
+    ledger = Ledger(Path(config.ledger_path), broker) if config.ledger_path else None
+    if ledger is not None:
+        ledger.open()
+    try:
         return Streamer(config, broker, ledger).run()
+    finally:
+        if ledger is not None:
+            ledger.close()
 
 
 if __name__ == "__main__":
