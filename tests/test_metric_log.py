@@ -1,4 +1,5 @@
 import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -144,3 +145,19 @@ def test_a_write_cut_short_by_a_full_disk_leaves_no_trace_and_goes_again_whole(t
     assert synced == "synced 101", "the refused rows were kept for the next sync"
     expected = [format_row(f"id-{index:04d}", 1.0, 2.0) for index in range(100)] + [format_row("next-row", 5.0, 6.0)]
     assert path.read_bytes() == HEADER + b"".join(expected)
+
+
+def test_a_new_file_is_made_to_last_by_syncing_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append("folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr("pipeline.append_file.os.fsync", fsync)
+    write_rows(tmp_path / "m.csv", ["a"]).close()
+    assert synced[0] == "folder", "the folder's entry for the new file is on disk before any row"
+    synced.clear()
+    write_rows(tmp_path / "m.csv", ["b"]).close()
+    assert "folder" not in synced, "an existing file needs no sync of its folder"

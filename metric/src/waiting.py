@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.append_file import fsync_directory
 from pipeline.topology import Y_PRED, Y_TRUE
 
 SIDE_NUMBER = {Y_TRUE: 0, Y_PRED: 1}
@@ -100,6 +101,7 @@ class WaitingStore:
 
     def open(self) -> dict[str, int]:
         """Open (creating it if missing) and return what ``meta`` holds (nothing before the first commit)."""
+        created = not self.path.exists()
         self._db = sqlite3.connect(self.path, isolation_level=None, timeout=LOCK_TIMEOUT)
         try:
             self.db.execute("PRAGMA locking_mode=EXCLUSIVE")  # one metric per file; and no -shm file to map
@@ -111,6 +113,8 @@ class WaitingStore:
         self.db.execute("PRAGMA synchronous=FULL")  # a commit is on disk before the acks it allows
         self.db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         self.db.executescript(SCHEMA)
+        if created:
+            fsync_directory(self.path.parent)  # SQLite syncs the file, not the folder's entry for it
         return dict(self.db.execute("SELECT key, value FROM meta"))
 
     def close(self) -> None:

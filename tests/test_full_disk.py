@@ -1,0 +1,88 @@
+"""A full disk on a real broker: LOGS_DIR (and the features ledger) on a 3 MiB tmpfs that the stream fills, held
+full, then grown. Every row once, no torn line, nothing dead-lettered, no process exits, and the stream goes on by
+itself once there is room."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.topology import FEATURES, Y_PRED, Y_TRUE, dead_letter_queue
+from tests.helpers import Services, Stream, queue_depths, stop_gracefully, wait_until
+
+pytestmark = pytest.mark.broker
+
+HELD_FULL = 5.0  # seconds the disk stays full once every writer waits: the scenario, not a wait for a condition
+WAITING = "waiting for room"
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 3 MiB tmpfs, mounted for the test (root only), unmounted after it."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small tmpfs needs root and mount(8)")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)], check=True)
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_full_disk_is_waited_out_and_loses_nothing(
+    make_services: Callable[..., Services], broker_url: str, small_disk: Path
+) -> None:
+    logs = small_disk / "logs"
+    stream = Stream(make_services(broker_url, LOGS_DIR=str(logs)), broker_url, logs)  # the ledger beside it
+    stream.start(FEATURES_INTERVAL="0")
+    services = stream.services
+    wait_until(lambda: WAITING in services.log("metric"), 120, "metric to find the disk full")
+    wait_until(lambda: WAITING in services.log("features"), 60, "features to find its ledger's disk full")
+
+    rows_when_full = stream.rows()
+    time.sleep(HELD_FULL)
+    assert_all_running(services)
+    assert stream.rows() == rows_when_full, "nothing is written around a full disk"
+    assert_whole_lines(stream.csv.read_bytes())
+    assert_nothing_dead_lettered(broker_url)
+
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+    grown = time.monotonic()
+    wait_until(lambda: stream.rows() > rows_when_full + 1000, 60, "the stream to go on")
+    print(f"\nfull at {rows_when_full} rows; 1,000 more rows {time.monotonic() - grown:.1f} s after the disk grew")
+    for name in ("metric", "features"):
+        wait_until(lambda name=name: "can be written again" in services.log(name), 30, f"{name} to write again")
+
+    stop_gracefully(services, "features")
+    rows = stream.finish()
+    assert_whole_lines(stream.csv.read_bytes())
+    assert all(len(row) == 4 for row in rows)
+    assert_nothing_dead_lettered(broker_url)
+    assert sorted(path.name for path in logs.iterdir() if path.name.startswith(".")) == [], "no temporary file left"
+
+
+def assert_all_running(services: Services) -> None:
+    exited = {name: process.returncode for name, process in services.processes.items() if process.poll() is not None}
+    assert not exited, f"exited: {exited}"
+
+
+def assert_whole_lines(data: bytes) -> None:
+    """Every line of the CSV is a whole row: four fields, numbers where numbers go, ending in a newline."""
+    assert data.endswith(b"\n")
+    for line in data.splitlines()[1:]:
+        _id, *numbers = line.rsplit(b",", 3)
+        assert len(numbers) == 3, line
+        y_true, y_pred, error = map(float, numbers)
+        assert error == abs(y_true - y_pred), line
+
+
+def assert_nothing_dead_lettered(url: str) -> None:
+    depths = queue_depths(url)
+    assert all(depths[dead_letter_queue(queue)] == 0 for queue in (FEATURES, Y_TRUE, Y_PRED)), depths
