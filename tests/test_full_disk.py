@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.messages import encode
 from pipeline.topology import FEATURES, Y_PRED, Y_TRUE, dead_letter_queue
-from tests.helpers import Services, Stream, queue_depths, stop_gracefully, wait_until
+from tests.helpers import Services, Stream, publish_raw, queue_depths, row_count, stop_gracefully, wait_until
 
 pytestmark = pytest.mark.broker
 
@@ -86,3 +87,41 @@ def assert_whole_lines(data: bytes) -> None:
 def assert_nothing_dead_lettered(url: str) -> None:
     depths = queue_depths(url)
     assert all(depths[dead_letter_queue(queue)] == 0 for queue in (FEATURES, Y_TRUE, Y_PRED)), depths
+
+
+def test_metric_started_on_a_full_disk_waits_stops_on_sigterm_and_starts_once_there_is_room(
+    make_services: Callable[..., Services], broker_url: str, small_disk: Path, tmp_path: Path
+) -> None:
+    logs = small_disk / "logs"
+    logs.mkdir()
+    filler = fill(small_disk / "filler")
+    health = tmp_path / "health"
+    services = make_services(broker_url, LOGS_DIR=str(logs), HEALTH_FILE=str(health))
+
+    services.start("metric")
+    wait_until(lambda: WAITING in services.log("metric"), 60, "metric to find the disk full")
+    stop_gracefully(services, "metric")  # a stop during the wait is a clean stop
+
+    health.unlink(missing_ok=True)
+    services.start("metric")
+    wait_until(lambda: services.log("metric").count(WAITING) == 2, 60, "metric to find the disk full again")
+    wait_until(lambda: services.is_ready("metric"), 60, "metric to connect meanwhile")
+    assert not health.exists(), "not healthy while it cannot open its files"
+    filler.unlink()
+    wait_until(lambda: "can be written again" in services.log("metric"), 30, "metric to open its files")
+    publish_raw(broker_url, [(Y_TRUE, encode("a", 1.0)), (Y_PRED, encode("a", 3.0))], int(time.time()))
+    wait_until(lambda: row_count(logs / "metric_log.csv") == 1, 30, "the row")
+    wait_until(health.exists, 30, "metric to be healthy")
+    stop_gracefully(services, "metric")
+
+
+def fill(path: Path) -> Path:
+    """Write zeros to ``path`` until the disk is full."""
+    with path.open("wb") as file:
+        try:
+            while True:
+                file.write(bytes(1 << 16))
+                file.flush()
+        except OSError:
+            pass
+    return path

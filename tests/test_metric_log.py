@@ -158,6 +158,3 @@ def test_a_new_file_is_made_to_last_by_syncing_its_folder(tmp_path: Path, monkey
     monkeypatch.setattr("pipeline.append_file.os.fsync", fsync)
     write_rows(tmp_path / "m.csv", ["a"]).close()
     assert synced[0] == "folder", "the folder's entry for the new file is on disk before any row"
-    synced.clear()
-    write_rows(tmp_path / "m.csv", ["b"]).close()
-    assert "folder" not in synced, "an existing file needs no sync of its folder"

@@ -437,3 +437,33 @@ def test_an_interrupted_first_start_takes_the_old_journal_over_at_the_next(tmp_p
     run = Run(tmp_path, clock)
     assert run.status()["waiting"] == {Y_TRUE: 1, Y_PRED: 0}
     assert not (tmp_path / "metric_waiting.journal").exists()
+
+
+def test_a_sweep_of_handled_ids_that_fails_holds_nothing_back(
+    tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    run = Run(tmp_path, clock)
+    monkeypatch.setattr("streams.Streams.forget_before", lambda _self: int(START))
+    monkeypatch.setattr("waiting.WaitingStore.forget_done", failing_commit)
+    with caplog.at_level(logging.INFO):
+        for second in range(5):
+            run.row(f"r{second}", START)
+            run.step(1.0)
+    assert run.csv_ids() == [f"r{second}" for second in range(5)] and len(run.broker.acked) == 10
+    assert run.broker.paused == set() and "waiting for room" not in caplog.text
+
+
+def test_a_read_that_fails_keeps_its_deliveries_for_the_next_try(
+    tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = Run(tmp_path, clock)
+    run.deliver(Y_TRUE, "a", 1.0, START)
+    run.step()
+    monkeypatch.setattr("waiting.WaitingStore.find", lambda *_, **__: failing_commit())
+    run.deliver(Y_PRED, "a", 4.0, START)
+    run.step(1.0)
+    run.step(1.0)
+    assert len(run.broker.acked) == 1 and run.broker.rejected_deliveries == []
+    monkeypatch.undo()
+    run.step(1.0)
+    assert run.csv_ids() == ["a"] and len(run.broker.acked) == 2 and run.broker.paused == set()

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from features import Ledger, Streamer
+from features import Ledger, Row, Streamer
 from features import Settings as FeaturesSettings
 from model import SUSPECT_GATHER, Predictor
 from pipeline.dataset import Dataset
@@ -112,7 +112,6 @@ def test_no_row_goes_out_before_its_ledger_line_is_written_and_a_full_disk_is_wa
     data = Dataset(np.arange(12.0).reshape(4, 3), np.arange(4.0), ["a", "b", "c"], "test")
     broker = FakeBroker()
     ledger = Ledger(tmp_path / "ledger", broker)  # type: ignore[arg-type]
-    ledger.open()
     streamer = Streamer(FeaturesSettings(common(tmp_path), 1.0, 0, "", data), broker, ledger)  # type: ignore[arg-type]
     streamer.resume()
     assert len(broker.published) == 2
@@ -134,3 +133,29 @@ def test_no_row_goes_out_before_its_ledger_line_is_written_and_a_full_disk_is_wa
 
 def full_disk(*_: object) -> int:
     raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_the_ledger_waits_for_room_at_exit_and_at_its_first_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broker = FakeBroker()
+    ledger = Ledger(tmp_path / "ledger", broker)  # type: ignore[arg-type]
+    monkeypatch.setattr("pipeline.append_file.os.open", lambda *_: full_disk())
+    row = Row("first", 1.0, 0)
+    assert not ledger.published(row), "a ledger that cannot even be opened holds the row back"
+    monkeypatch.undo()
+    assert ledger.published(row)
+    monkeypatch.setattr("pipeline.append_file.os.pwrite", full_disk)
+    ledger.confirmed("first")
+    tries = []
+
+    def room_after_three_tries(_seconds: float) -> None:
+        tries.append(_seconds)
+        if len(tries) == 2:
+            monkeypatch.undo()
+
+    monkeypatch.setattr("features.time.sleep", room_after_three_tries)
+    monkeypatch.setattr("features.signal.signal", lambda *_: None)  # not pytest's own handlers
+    ledger.close()
+    assert tries == [RETRY_DELAY] * 2, "three tries failed, the fourth wrote"
+    assert (tmp_path / "ledger").read_text().split() == ["published", "first", "1.000000", "confirmed", "first"]

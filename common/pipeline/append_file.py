@@ -42,10 +42,8 @@ class AppendFile:
 
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        created = not self.path.exists()
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # not O_APPEND: pwrite must go where told
-        if created:
-            fsync_directory(self.path.parent)
+        fsync_directory(self.path.parent)  # at every open: one made by an open that failed after it counts too
         self._end = os.fstat(self._fd).st_size
         self._cut_torn_line()
 
@@ -62,6 +60,10 @@ class AppendFile:
     def append(self, line: bytes) -> None:
         """Buffer one line (ending in a newline); it is on disk after the next ``sync``."""
         self._buffer.append(line)
+
+    def discard_last(self) -> None:
+        """Forget the line appended last (not written yet)."""
+        self._buffer.pop()
 
     def sync(self, *, durable: bool = True) -> int:
         """Write the buffered lines at the end, fsync (unless not ``durable``: a crash of the process loses nothing

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from pipeline.broker import Broker, persistent
 from pipeline.disk import RETRY_DELAY, WriteTrouble
 from pipeline.messages import encode, new_id
 from pipeline.settings import SettingsError
+from pipeline.stop_signals import STOP_SIGNALS
 from pipeline.topology import FEATURES, Y_TRUE, Y_TRUE_DELAYED
 
 LOGGER = logging.getLogger("features")
@@ -84,29 +86,44 @@ class Row:
 
 
 class Ledger:
-    """FEATURES_LEDGER: each line written whole before ``write`` returns True; one that cannot be (a full disk) is
-    kept, and written before any later line."""
+    """FEATURES_LEDGER, opened at the first write. A ``published`` line is written before its row goes out, or the
+    row is not made; a ``confirmed`` line that cannot be written (a full disk) goes with the next line written."""
 
     def __init__(self, path: Path, broker: Broker) -> None:
         self._file = AppendFile(path)
+        self._opened = False
         self._trouble = WriteTrouble(f"FEATURES_LEDGER {path}", broker.set_problem)
 
-    def open(self) -> None:
-        self._file.open()
+    def published(self, row: Row) -> bool:
+        """Note ``row`` as published, and say whether it could be written (if not, it is forgotten)."""
+        self._file.append(f"published {row.row_id} {row.created:.6f}\n".encode())
+        if self._write():
+            return True
+        self._file.discard_last()
+        return False
+
+    def confirmed(self, row_id: str) -> None:
+        self._file.append(f"confirmed {row_id}\n".encode())
+        self._write()
 
     def close(self) -> None:
+        """Write what is left, waiting for room as long as it takes; a second stop signal drops it."""
+        if self._file.unsynced and not self._write():
+            for signum in STOP_SIGNALS:
+                signal.signal(signum, signal.SIG_DFL)  # a second stop signal ends the wait
+            while not self._write():
+                time.sleep(RETRY_DELAY)  # the broker's loop is over: nothing else to do
         with contextlib.suppress(OSError):
             self._file.close()
 
-    def note(self, line: str) -> None:
-        self._file.append(line.encode())
-
-    def write(self) -> bool:
-        """Write what was noted; False if it cannot be written now."""
+    def _write(self) -> bool:
         try:
+            if not self._opened:
+                self._file.open()
+                self._opened = True
             self._file.sync(durable=False)  # the ledger is for counting, not for surviving a crash of the machine
         except OSError as error:
-            self._trouble.failed(error, holding="no row is published until its line is written")
+            self._trouble.failed(error, holding="no row is published until the ledger can be written")
             return False
         self._trouble.succeeded()
         return True
@@ -127,7 +144,6 @@ class Streamer:
         self._produced = self._confirmed = 0
         self._rate = service.Rate()
         self._blocked = True
-        self._next: Row | None = None  # made, and not published: its ledger line could not be written yet
 
     def run(self) -> int:
         LOGGER.info(
@@ -162,14 +178,10 @@ class Streamer:
         self._broker.call_later(self._interval, self._tick)
 
     def _publish_row(self) -> bool:
-        """Publish the next row once its ledger line is written; False if it cannot be yet."""
-        if self._next is None:
-            self._next = Row(new_id(), time.time(), int(self._rng.integers(len(self._dataset.rows))))
-            if self._ledger is not None:
-                self._ledger.note(f"published {self._next.row_id} {self._next.created:.6f}\n")
-        if self._ledger is not None and not self._ledger.write():
+        """Publish a new row once its ledger line is written; False if it cannot be (no row is made then)."""
+        row = Row(new_id(), time.time(), int(self._rng.integers(len(self._dataset.rows))))
+        if self._ledger is not None and not self._ledger.published(row):
             return False
-        row, self._next = self._next, None
         on_confirmed = self._on_row_confirmed(row.row_id)
         created = int(row.created)
         features, label = self._dataset.rows[row.index].tolist(), float(self._dataset.targets[row.index])
@@ -188,8 +200,7 @@ class Streamer:
             if unconfirmed[0] == 0:
                 self._confirmed += 1
                 if self._ledger is not None:
-                    self._ledger.note(f"confirmed {row_id}\n")
-                    self._ledger.write()  # if it cannot be written now, it goes with the next line
+                    self._ledger.confirmed(row_id)  # if it cannot be written now, it goes with the next line
 
         return on_confirmed
 
@@ -206,8 +217,6 @@ class Streamer:
 def run(config: Settings) -> int:
     broker = Broker(config.common, config.queues)
     ledger = Ledger(Path(config.ledger_path), broker) if config.ledger_path else None
-    if ledger is not None:
-        ledger.open()
     try:
         return Streamer(config, broker, ledger).run()
     finally:

@@ -100,6 +100,7 @@ class Metric:
         self._sync_timer: object | None = None
         self._rows, self._error_sum, self._orphans, self._rate = 0, 0.0, 0, service.Rate()
         self._oldest: int | None = None
+        self._tick_failed = False
         self._broker = broker
         self._disk = WriteTrouble(f"{self._logs}/", broker.set_problem)
         broker.add_hooks(on_lost=self._sync, on_stopping=self._sync)
@@ -117,8 +118,10 @@ class Metric:
         saved = self._store.open()
         self._streams = Streams(saved, self._timeout)
         self._join = Join(self._store, saved.get("next_seq", 1))
-        self._recover(saved)
+        written = self._recover(saved)
         self._commit()
+        if written:
+            LOGGER.info("%d rows were written just before metric stopped; their halves are done", written)
         for side in SIDES:
             HALVES_WAITING.labels(side).set_function(partial(self.join.waiting, side))
         LOGGER.info("%d halves of y_true and %d of y_pred wait for their partner", *map(self.join.waiting, SIDES))
@@ -139,43 +142,47 @@ class Metric:
     def run(self) -> int:
         try:
             self._start_when_writable()
+            return self._broker.run()
         except FileInUse as error:
             message = f"LOGS_DIR: {error}; run one metric per LOGS_DIR"
             return settings.report_bad_setting(settings.SettingsError(message))
-        try:
-            return self._broker.run()
         finally:
             self.close()
 
     def _start_when_writable(self) -> None:
-        """Start; if the files cannot be written (a full disk), try again every RETRY_DELAY until they can."""
-        while True:
-            try:
-                self.start()
-            except (OSError, sqlite3.Error) as error:
-                self.close()
-                self._disk.failed(error, holding="nothing consumed yet")
-                time.sleep(RETRY_DELAY)  # nothing else to do: the broker's loop has not started
-            else:
-                self._disk.succeeded()
-                return
+        """Start; if the files cannot be written (a full disk), consume nothing and try again every RETRY_DELAY,
+        on the broker's loop (which serves signals and the health meanwhile)."""
+        try:
+            self.start()
+        except (OSError, sqlite3.Error) as error:
+            self.close()
+            self._join = None
+            for side in SIDES:
+                self._broker.pause(side)
+            self._disk.failed(error, holding="nothing is consumed until metric's files can be opened")
+            self._broker.call_later(RETRY_DELAY, self._start_when_writable)
+            return
+        if self._disk.failing:
+            self._disk.succeeded()
+            self._limit_waiting()
 
     # --- taking up where the last run stopped ---------------------------------------------------
 
-    def _recover(self, saved: dict[str, int]) -> None:
+    def _recover(self, saved: dict[str, int]) -> int:
+        """Take up the waiting halves and the rows written after the last commit; return how many rows those were."""
         now = self._clock()
         self.join.restore(now)
         if "csv_offset" not in saved:  # never committed: a new file, or one made just before a crash
             self._upgrade(now)
-            return
+            return 0
         offset = saved.get("csv_offset", 0)
         if offset > self._log.size:
             LOGGER.warning("%s is shorter than metric last wrote it: it was replaced; reading it all", self._log.path)
             offset = 0
         written = self._log.ids_after(offset)
         if written:
-            LOGGER.info("%d rows were written just before metric stopped; their halves are done", len(written))
             self.join.written(written, int(now))
+        return len(written)
 
     def _upgrade(self, now: float) -> None:
         """A CSV, and waiting halves, from before metric_waiting.sqlite: remember its last ids, adopt the halves."""
@@ -207,9 +214,15 @@ class Metric:
         if self._sync_timer is not None:
             self._broker.cancel_timer(self._sync_timer)
             self._sync_timer = None
+        if self._join is None:
+            return  # not started: the files could not be opened, and nothing was consumed
         pending, self._pending = self._pending, []
-        orphans_before = self._streams.orphans_before()
-        outcomes = self.join.add([half for _, half in pending], orphans_before) if pending else []
+        try:  # the join reads the file first, and changes nothing if that fails
+            outcomes = self.join.add([half for _, half in pending], self._streams.orphans_before()) if pending else []
+        except (OSError, sqlite3.Error) as error:
+            self._pending = pending + self._pending
+            self._disk_failed(error)
+            return
         unsaved = self._unsaved
         for (delivery, half), (outcome, pair) in zip(pending, outcomes, strict=True):
             if outcome is Outcome.ROW and pair is not None:
@@ -280,9 +293,16 @@ class Metric:
         self._sync()  # what came is joined before anything moves to disk; while the disk fails, the next try
         now = self._clock()
         self._streams.sample(now)
-        if not self._disk.failing:
-            self._move_and_release(now)
-        self._show(now)
+        try:
+            if not self._disk.failing:
+                self._move_and_release(now)
+            self._show(now)
+        except (OSError, sqlite3.Error) as error:  # a read of a failing disk: the next tick tries again
+            if not self._tick_failed:
+                LOGGER.warning("cannot read %s (%s); trying again every %g s", self._store.path, error, TICK)
+            self._tick_failed = True
+        else:
+            self._tick_failed = False
         self._broker.call_later(TICK, self._tick)
 
     def _move_and_release(self, now: float) -> None:
@@ -297,8 +317,8 @@ class Metric:
         if forget_before is not None:
             try:
                 self.join.forget_done(forget_before, FORGET_BATCH)
-            except sqlite3.Error as error:
-                self._disk_failed(error)
+            except sqlite3.Error as error:  # housekeeping only: it holds nothing back, and goes on next tick
+                LOGGER.debug("could not forget handled ids yet: %s", error)
 
     def _release_orphans(self, orphans: list[Half]) -> None:
         self._release(orphans, orphaned_after=self._timeout)

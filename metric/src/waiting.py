@@ -101,7 +101,6 @@ class WaitingStore:
 
     def open(self) -> dict[str, int]:
         """Open (creating it if missing) and return what ``meta`` holds (nothing before the first commit)."""
-        created = not self.path.exists()
         self._db = sqlite3.connect(self.path, isolation_level=None, timeout=LOCK_TIMEOUT)
         try:
             self.db.execute("PRAGMA locking_mode=EXCLUSIVE")  # one metric per file; and no -shm file to map
@@ -113,8 +112,7 @@ class WaitingStore:
         self.db.execute("PRAGMA synchronous=FULL")  # a commit is on disk before the acks it allows
         self.db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         self.db.executescript(SCHEMA)
-        if created:
-            fsync_directory(self.path.parent)  # SQLite syncs the file, not the folder's entry for it
+        fsync_directory(self.path.parent)  # SQLite syncs the file, not the folder's entry for it
         return dict(self.db.execute("SELECT key, value FROM meta"))
 
     def close(self) -> None:
