@@ -7,6 +7,7 @@ import http.client
 import json
 import math
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,10 +69,10 @@ class Page:
         return json.loads(body)
 
     def rows_or_none(self) -> int | None:
-        """The summary's rows, or None while the page closes new connections because every slot is taken."""
+        """The summary's rows, or None while the page does not answer (every slot taken, say)."""
         try:
             return self.summary()["rows"]
-        except ConnectionError:
+        except (ConnectionError, TimeoutError):
             return None
 
 
@@ -182,7 +183,7 @@ def test_slow_and_hostile_clients_do_not_stop_the_pictures(page: tuple[Page, Ser
     stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     stuck.connect(("127.0.0.1", client.port))
     stuck.sendall(b"GET /error_distribution.png HTTP/1.1\r\nHost: x\r\n\r\n" * 50)  # pictures never read
-    # then more connections than there are slots; those past MAX_CONNECTIONS are closed by the page at once
+    # then more connections than there are slots; those past MAX_CONNECTIONS wait in the listen queue
     silent = [socket.create_connection(("127.0.0.1", client.port)) for _ in range(40)]  # never send a request
     for connection in silent[:5]:  # within the slots
         connection.sendall(b"GET /summary.json HTTP/1.1\r\nHost: x\r\n")  # a request that never ends
@@ -196,3 +197,87 @@ def test_slow_and_hostile_clients_do_not_stop_the_pictures(page: tuple[Page, Ser
             connection.close()
     wait_until(lambda: client.rows_or_none() == 600, 30, "the page to answer again with every row")
     assert services.processes["plot"].poll() is None
+
+
+class Tricklers:
+    """Connections that each send a request one byte a second and never finish it; one cut by the page is opened
+    again at once, so that the page's slots stay taken for as long as the page lets them."""
+
+    REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 10_000
+
+    def __init__(self, port: int, count: int) -> None:
+        self.port, self.cut, self.answered = port, 0, 0
+        self.connections = [self._connect() for _ in range(count)]
+        self.sent = [0] * count
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._trickle, daemon=True)
+        self._thread.start()
+
+    def _connect(self) -> socket.socket:
+        connection = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        connection.settimeout(None)  # blocking, so that MSG_DONTWAIT answers at once
+        connection.sendall(self.REQUEST[:1])
+        return connection
+
+    def _trickle(self) -> None:
+        while not self._stop.wait(1.0):
+            for index, connection in enumerate(self.connections):
+                self.sent[index] += 1
+                try:
+                    connection.sendall(self.REQUEST[self.sent[index] : self.sent[index] + 1])
+                    if connection.recv(1, socket.MSG_DONTWAIT) != b"":
+                        self.answered += 1  # the page answered a request not complete: it must not
+                except BlockingIOError:
+                    continue  # still open
+                except OSError:
+                    pass  # reset
+                # the page cut it (end of file or reset): come back at once, at the end of the listen queue
+                connection.close()
+                self.cut += 1
+                self.sent[index] = 0
+                self.connections[index] = self._connect()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        for connection in self.connections:
+            connection.close()
+
+
+def test_a_visitor_gets_the_page_while_slow_clients_trickle_into_every_slot(
+    page: tuple[Page, Services, Path],
+) -> None:
+    client, services, _csv = page
+    tricklers = Tricklers(client.port, 40)  # more than MAX_CONNECTIONS (32)
+    try:
+        with pytest.raises((ConnectionError, TimeoutError)):  # every slot taken: no answer within a second
+            probe = http.client.HTTPConnection("127.0.0.1", client.port, timeout=1)
+            try:
+                probe.request("GET", "/summary.json")
+                probe.getresponse()
+            finally:
+                probe.close()
+        # the page cuts each connection CLIENT_TIMEOUT (10 s) after it took it; the old page let them trickle
+        # for ever. 25 s leaves a busy machine room; a visitor turned away comes back at once, as a browser would
+        started = time.monotonic()
+        status = wait_until(lambda: _get_or_none(client.port, "/", started + 25), 25, "the page for a new visitor")
+        assert status == 200
+        print(f"a visitor got the page {time.monotonic() - started:.1f} s after it first connected")
+        assert tricklers.answered == 0, "the page answers no request that is not complete"
+    finally:
+        tricklers.close()
+    assert services.processes["plot"].poll() is None
+
+
+def _get_or_none(port: int, path: str, deadline: float) -> int | None:
+    """The status of ``GET path``, waiting until ``deadline`` at most; None if the page closed the connection."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=max(0.1, deadline - time.monotonic()))
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    except (ConnectionError, TimeoutError):
+        return None
+    finally:
+        connection.close()
