@@ -268,7 +268,8 @@ class Plotter:
         self._stats = ErrorStats(drift)
         self._distribution_due = self._over_time_due = True
         self._over_time_waited = False
-        self._blocks_drawn = 0  # the row that ends the last block error_over_time.png shows
+        # what error_over_time.png shows: the row ending its last block, and the rows its empty state counts
+        self._over_time_shows = (0, 0)
         self._rates: deque[tuple[float, int]] = deque()  # (monotonic time, rows) at each refresh of the last minute
         self.draws = 0
         self.snapshot = Snapshot.of(
@@ -309,14 +310,16 @@ class Plotter:
                 return
 
     def _draw_one(self) -> bool:
-        blocks_end = self._stats.timeline.ends[-1] if self._stats.timeline.ends else 0
-        self._over_time_due = self._over_time_due or blocks_end != self._blocks_drawn
+        timeline = self._stats.timeline
+        # before the first block is complete the empty state counts the rows so far, so a new row changes it too
+        shows = (timeline.ends[-1], 0) if timeline.ends else (0, self._stats.rows)
+        self._over_time_due = self._over_time_due or shows != self._over_time_shows
         updated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         picture: Picture
         if self._over_time_due and (self._over_time_waited or not self._distribution_due):
             picture = self._over_time
             self._over_time_due = self._over_time_waited = False
-            self._blocks_drawn = blocks_end
+            self._over_time_shows = shows
         elif self._distribution_due:
             picture = self._distribution
             self._distribution_due = False
