@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pipeline.metric_log import CsvTail
 from pipeline.timeline import FIRST_BLOCK
 from plot import DriftSettings, Plotter
 from tests.helpers import Services, wait_until
@@ -189,6 +190,28 @@ def test_the_error_over_time_keeps_counting_the_rows_it_waits_for(tmp_path: Path
     assert plotter.snapshot.rows == 40
     assert picture.empty.get_text() == f"waiting for the first {FIRST_BLOCK} rows: 40 so far"
     assert picture.version > saved, "error_over_time.png saved again with the new count"
+
+
+def test_the_health_file_is_touched_between_the_chunks_of_a_long_first_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    csv, health = tmp_path / "metric_log.csv", tmp_path / "healthy"
+    csv.write_bytes(HEADER + b"".join(b"r%d,1,2,1.0\n" % i for i in range(2000)))
+    touched_before_chunk: list[bool] = []
+    read_new = CsvTail.read_new
+
+    def small_chunks(tail: CsvTail, limit: int = 0) -> tuple[list[float], list[float], bool]:
+        """A read of a large CSV: many chunks; each notes whether the health file was touched since the last."""
+        touched_before_chunk.append(health.exists())
+        health.unlink(missing_ok=True)
+        return read_new(tail, 1024)
+
+    monkeypatch.setattr(CsvTail, "read_new", small_chunks)
+    plotter = Plotter(tmp_path, health_file=health)
+    plotter.refresh()
+    assert plotter.snapshot.rows == 2000
+    assert len(touched_before_chunk) > 20
+    assert all(touched_before_chunk[1:]), "touched between every two chunks of the first read"
 
 
 def test_the_error_over_time_shows_every_block_after_an_empty_start_and_the_drift_marks(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ plot serves a page of both pictures and the numbers (``page.py``); on METRICS_PO
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -259,8 +260,9 @@ class Plotter:
     time when a block is complete (or the drift alarm changed); if both are due they take turns, so a refresh costs
     one draw at most. After each refresh ``snapshot`` holds the numbers for the page and the metrics."""
 
-    def __init__(self, logs_dir: Path, drift: DriftSettings = DEFAULT_DRIFT) -> None:
+    def __init__(self, logs_dir: Path, drift: DriftSettings = DEFAULT_DRIFT, health_file: Path | None = None) -> None:
         self._logs_dir = logs_dir
+        self._health_file = health_file
         self._tail = CsvTail(logs_dir / "metric_log.csv")
         self._distribution = DistributionPicture(logs_dir / DISTRIBUTION_PNG)
         self._over_time = OverTimePicture(logs_dir / OVER_TIME_PNG)
@@ -308,6 +310,13 @@ class Plotter:
             self._distribution_due = self._distribution_due or restarted or bool(errors)
             if self._tail.caught_up:
                 return
+            self.touch_health()  # a first read of a large CSV takes longer than the healthcheck allows
+
+    def touch_health(self) -> None:
+        """Tell the healthcheck plot is alive (HEALTH_FILE); if the file cannot be touched, the check says so."""
+        if self._health_file is not None:
+            with contextlib.suppress(OSError):
+                self._health_file.touch()
 
     def _draw_one(self) -> bool:
         timeline = self._stats.timeline
@@ -497,7 +506,8 @@ def run(config: Settings) -> int:
     stopped = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopped.set())
-    plotter = Plotter(Path(config.common.logs_dir), config.drift)
+    health_file = Path(config.common.health_file) if config.common.health_file else None
+    plotter = Plotter(Path(config.common.logs_dir), config.drift, health_file)
     REGISTRY.register(PlotMetrics(plotter))
     try:
         page.serve(config, plotter)
@@ -517,8 +527,7 @@ def run(config: Settings) -> int:
         if now >= heartbeat_due + service.HEARTBEAT_INTERVAL:
             plotter.heartbeat()
             heartbeat_due = now
-        if config.common.health_file:
-            Path(config.common.health_file).touch()
+        plotter.touch_health()
         stopped.wait(min(config.interval, HEALTH_INTERVAL))
     LOGGER.info("stopped")
     return 0
