@@ -3,10 +3,14 @@ the stalled state, and clients that are slow or hostile while the pictures must 
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import math
+import os
+import shutil
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -285,3 +289,55 @@ def _get_or_none(port: int, path: str, deadline: float) -> int | None:
         return None
     finally:
         connection.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs as LOGS_DIR needs root")
+def test_a_full_disk_keeps_the_last_pictures_served_and_leaves_no_temporary_file(
+    tmp_path: Path, logs_dir: Path
+) -> None:
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(logs_dir)], check=True)
+    services = None
+    try:
+        services, port = start_plot(tmp_path, logs_dir, HEALTH_FILE=str(tmp_path / "healthy"))
+        client, csv = Page(port), logs_dir / "metric_log.csv"
+        write_rows(csv, 300, seed=20)
+        wait_until(lambda: all(client.summary()["pictures"].values()), 30, "both pictures drawn")
+        wait_until(lambda: client.summary()["rows"] == 300, 30, "300 rows")
+        served = {name: client.get(f"/{name}")[2] for name in PICTURES}
+        versions = client.summary()["pictures"]
+        _fill(logs_dir / "filler", leave=16_384)  # room for the rows below, not for a picture
+        write_rows(csv, 100, seed=21)  # the distribution and the error over time are due again
+        assert shutil.disk_usage(logs_dir).free < min(len(picture) for picture in served.values()), "no room"
+        # the summary is updated after the refresh's draw: 400 rows there, and the distribution failed to save
+        wait_until(lambda: client.summary()["rows"] == 400, 30, "400 rows in the summary")
+        write_rows(csv, 1, seed=22)  # then the error over time fails, and the distribution again
+        wait_until(lambda: client.summary()["rows"] == 401, 30, "401 rows in the summary")
+        assert services.processes["plot"].poll() is None
+        assert not list(logs_dir.glob(".*.tmp")), "no temporary file left"
+        assert client.get("/")[0] == 200
+        assert {name: client.get(f"/{name}")[2] for name in PICTURES} == served, "the last good pictures"
+        assert client.summary()["pictures"] == versions
+        assert services.log("plot").count("cannot save") == 1, "one WARNING while it lasts"
+
+        subprocess.run(["mount", "-o", "remount,size=64m", str(logs_dir)], check=True)  # room again; no new row
+        wait_until(  # at the next refreshes, though no row came
+            lambda: all(client.summary()["pictures"][key] != versions[key] for key in versions), 30, "both redrawn"
+        )
+        assert all(client.get(f"/{name}")[2] != served[name] for name in PICTURES)
+        assert services.log("plot").count("pictures are saved again") == 1
+        assert not list(logs_dir.glob(".*.tmp"))
+        assert services.processes["plot"].poll() is None
+    finally:
+        if services is not None:
+            services.stop_all()
+            print(services.log("plot")[-3000:])
+        subprocess.run(["umount", str(logs_dir)], check=True)
+
+
+def _fill(path: Path, leave: int) -> None:
+    """Fill the file system of ``path`` with ``path`` but ``leave`` bytes."""
+    with path.open("wb", buffering=0) as filler:
+        with contextlib.suppress(OSError):  # ENOSPC: full
+            while filler.write(b"\0" * 4096):
+                pass
+        filler.truncate(max(0, filler.tell() - leave))

@@ -143,11 +143,18 @@ class Picture:
         self.empty = self.axes.text(0.5, 0.5, "no rows yet", ha="center", va="center", transform=self.axes.transAxes)
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Write the PNG beside the old one and rename it over it; on an error (a full disk, say) the old one stays,
+        no temporary file is left, and the OSError is raised."""
         temporary = self.path.with_name(f".{self.path.name}.tmp")
-        # low compression: encoding is most of a redraw, and the picture is replaced every few seconds
-        self.figure.savefig(temporary, format="png", pil_kwargs={"compress_level": 1})
-        os.replace(temporary, self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # low compression: encoding is most of a redraw, and the picture is replaced every few seconds
+            self.figure.savefig(temporary, format="png", pil_kwargs={"compress_level": 1})
+            os.replace(temporary, self.path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                temporary.unlink(missing_ok=True)
+            raise
         self.version += 1
 
 
@@ -272,6 +279,7 @@ class Plotter:
         self._over_time_waited = False
         # what error_over_time.png shows: the row ending its last block, and the rows its empty state counts
         self._over_time_shows = (0, 0)
+        self._write_failing = False  # the last picture could not be saved (a full disk, say)
         self._rates: deque[tuple[float, int]] = deque()  # (monotonic time, rows) at each refresh of the last minute
         self.draws = 0
         self.snapshot = Snapshot.of(
@@ -337,12 +345,33 @@ class Plotter:
             return False
         try:
             picture.draw(self._stats, updated)
+        except OSError as error:  # a full or failing disk: the page keeps the last pictures
+            self._saving_failed(picture, error)
+            return False
         except Exception as error:  # no CSV may stop the other picture or the next refresh
             LOGGER.error("could not draw %s (%s: %s); trying again", picture.path.name, type(error).__name__, error)
             return False
+        if self._write_failing:
+            LOGGER.warning("pictures are saved again in %s", self._logs_dir)
+            self._write_failing = False
         self.draws += 1
         LOGGER.debug("redrew %s with %d rows", picture.path.name, self._stats.rows)
         return True
+
+    def _saving_failed(self, picture: Picture, error: OSError) -> None:
+        """Keep the picture due, so that each refresh tries again; one WARNING when saving starts failing."""
+        if picture is self._over_time:
+            self._over_time_due = True
+        else:
+            self._distribution_due = True
+        if not self._write_failing:
+            LOGGER.warning(
+                "cannot save %s in %s (%s); the page keeps the last pictures, and each refresh tries again",
+                picture.path.name,
+                self._logs_dir,
+                error,
+            )
+            self._write_failing = True
 
     def _rows_per_second(self) -> float:
         """Rows per second over the last minute; rows found at the first look (a backlog) do not count."""
