@@ -106,36 +106,34 @@ class Deadlines:
     """
 
     def __init__(self) -> None:
-        self._due: list[tuple[float, int, socket.socket]] = []  # a heap of (deadline, order, socket)
-        self._open: set[int] = set()  # the orders of the connections not finished yet
+        self._due: list[tuple[float, int, socket.socket]] = []  # a heap of (deadline, order of adding, socket)
+        self._open: set[socket.socket] = set()  # the connections not closed yet
         self._order = itertools.count()
         self._changed = threading.Condition()
         threading.Thread(target=self._watch, name="page-deadlines", daemon=True).start()
 
-    def add(self, connection: socket.socket, seconds: float) -> int:
-        """Shut ``connection`` down in ``seconds`` unless ``remove`` is called with the number returned first."""
+    def add(self, connection: socket.socket, seconds: float) -> None:
+        """Shut ``connection`` down in ``seconds`` unless ``remove`` is called first."""
         with self._changed:
-            order = next(self._order)
-            heapq.heappush(self._due, (time.monotonic() + seconds, order, connection))
-            self._open.add(order)
+            heapq.heappush(self._due, (time.monotonic() + seconds, next(self._order), connection))
+            self._open.add(connection)
             self._changed.notify()
-            return order
 
-    def remove(self, order: int) -> None:
+    def remove(self, connection: socket.socket) -> None:
+        """Forget ``connection``; called before it is closed, so that its number is never shut down once reused."""
         with self._changed:
-            self._open.discard(order)
+            self._open.discard(connection)
 
     def _watch(self) -> None:
         while True:
             with self._changed:
                 while not self._due or self._due[0][0] > time.monotonic():
                     self._changed.wait(self._due[0][0] - time.monotonic() if self._due else None)
-                _deadline, order, connection = heapq.heappop(self._due)
-                overdue = order in self._open
-                self._open.discard(order)
-            if overdue:
-                with contextlib.suppress(OSError):  # already closed by its handler, or reset by the client
-                    connection.shutdown(socket.SHUT_RDWR)
+                _deadline, _order, connection = heapq.heappop(self._due)
+                if connection in self._open:
+                    self._open.discard(connection)
+                    with contextlib.suppress(OSError):  # reset by the client, say
+                        connection.shutdown(socket.SHUT_RDWR)
 
 
 class PageServer(ThreadingHTTPServer):
@@ -168,12 +166,15 @@ class PageServer(ThreadingHTTPServer):
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
-        deadline = self._deadlines.add(request, CLIENT_TIMEOUT)
+        self._deadlines.add(request, CLIENT_TIMEOUT)
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self._deadlines.remove(deadline)
             self._slots.release()
+
+    def shutdown_request(self, request: Any) -> None:
+        self._deadlines.remove(request)
+        super().shutdown_request(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that goes away mid-answer is routine (a closed tab): no traceback for it."""
