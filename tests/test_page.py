@@ -3,10 +3,15 @@ the stalled state, and clients that are slow or hostile while the pictures must 
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import math
+import os
+import shutil
 import socket
+import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,10 +73,10 @@ class Page:
         return json.loads(body)
 
     def rows_or_none(self) -> int | None:
-        """The summary's rows, or None while the page closes new connections because every slot is taken."""
+        """The summary's rows, or None while the page does not answer (every slot taken, say)."""
         try:
             return self.summary()["rows"]
-        except ConnectionError:
+        except (ConnectionError, TimeoutError):
             return None
 
 
@@ -136,7 +141,11 @@ def test_the_summary_holds_the_numbers_of_the_csv(page: tuple[Page, Services, Pa
     client, _services, csv = page
     write_rows(csv, 5000, seed=2)
     wait_until(lambda: client.summary()["rows"] == 5000, 30, "5000 rows in the summary")
-    summary, expected = client.summary(), csv_numbers(csv)
+    written = csv.stat().st_mtime  # the CSV's last write, which plot also reads
+    age_before = time.time() - written
+    summary = client.summary()
+    age_after = time.time() - written
+    expected = csv_numbers(csv)
     for key in ("mae", "rmse", "bias"):
         assert math.isclose(summary[key], expected[key], rel_tol=1e-9), key
     for key in ("median", "p90", "p99"):  # from the fine histogram: within a bin of 1/1024 of the range
@@ -147,7 +156,7 @@ def test_the_summary_holds_the_numbers_of_the_csv(page: tuple[Page, Services, Pa
         float(np.loadtxt(csv, delimiter=",", skiprows=1, usecols=3)[:500].mean()),
         rel_tol=1e-9,
     )
-    assert summary["seconds_since_last_row"] >= 0
+    assert age_before <= summary["seconds_since_last_row"] <= age_after, "the age of the CSV's last write"
 
 
 def test_the_summary_says_what_metric_says_of_the_waiting_halves(page: tuple[Page, Services, Path]) -> None:
@@ -182,7 +191,7 @@ def test_slow_and_hostile_clients_do_not_stop_the_pictures(page: tuple[Page, Ser
     stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     stuck.connect(("127.0.0.1", client.port))
     stuck.sendall(b"GET /error_distribution.png HTTP/1.1\r\nHost: x\r\n\r\n" * 50)  # pictures never read
-    # then more connections than there are slots; those past MAX_CONNECTIONS are closed by the page at once
+    # then more connections than there are slots; those past MAX_CONNECTIONS wait in the listen queue
     silent = [socket.create_connection(("127.0.0.1", client.port)) for _ in range(40)]  # never send a request
     for connection in silent[:5]:  # within the slots
         connection.sendall(b"GET /summary.json HTTP/1.1\r\nHost: x\r\n")  # a request that never ends
@@ -196,3 +205,139 @@ def test_slow_and_hostile_clients_do_not_stop_the_pictures(page: tuple[Page, Ser
             connection.close()
     wait_until(lambda: client.rows_or_none() == 600, 30, "the page to answer again with every row")
     assert services.processes["plot"].poll() is None
+
+
+class Tricklers:
+    """Connections that each send a request one byte a second and never finish it; one cut by the page is opened
+    again at once, so that the page's slots stay taken for as long as the page lets them."""
+
+    REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 10_000
+
+    def __init__(self, port: int, count: int) -> None:
+        self.port, self.cut, self.answered = port, 0, 0
+        self.connections = [self._connect() for _ in range(count)]
+        self.sent = [0] * count
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._trickle, daemon=True)
+        self._thread.start()
+
+    def _connect(self) -> socket.socket:
+        connection = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        connection.settimeout(None)  # blocking, so that MSG_DONTWAIT answers at once
+        connection.sendall(self.REQUEST[:1])
+        return connection
+
+    def _trickle(self) -> None:
+        while not self._stop.wait(1.0):
+            for index, connection in enumerate(self.connections):
+                self.sent[index] += 1
+                try:
+                    connection.sendall(self.REQUEST[self.sent[index] : self.sent[index] + 1])
+                    if connection.recv(1, socket.MSG_DONTWAIT) != b"":
+                        self.answered += 1  # the page answered a request not complete: it must not
+                except BlockingIOError:
+                    continue  # still open
+                except OSError:
+                    pass  # reset
+                # the page cut it (end of file or reset): come back at once, at the end of the listen queue
+                connection.close()
+                self.cut += 1
+                self.sent[index] = 0
+                self.connections[index] = self._connect()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        for connection in self.connections:
+            connection.close()
+
+
+def test_a_visitor_gets_the_page_while_slow_clients_trickle_into_every_slot(
+    page: tuple[Page, Services, Path],
+) -> None:
+    client, services, _csv = page
+    tricklers = Tricklers(client.port, 40)  # more than MAX_CONNECTIONS (32)
+    try:
+        with pytest.raises((ConnectionError, TimeoutError)):  # every slot taken: no answer within a second
+            probe = http.client.HTTPConnection("127.0.0.1", client.port, timeout=1)
+            try:
+                probe.request("GET", "/summary.json")
+                probe.getresponse()
+            finally:
+                probe.close()
+        # the page cuts each connection CLIENT_TIMEOUT (10 s) after it took it; the old page let them trickle
+        # for ever. 25 s leaves a busy machine room; a visitor turned away comes back at once, as a browser would
+        started = time.monotonic()
+        status = wait_until(lambda: _get_or_none(client.port, "/", started + 25), 25, "the page for a new visitor")
+        assert status == 200
+        print(f"a visitor got the page {time.monotonic() - started:.1f} s after it first connected")
+        assert tricklers.answered == 0, "the page answers no request that is not complete"
+    finally:
+        tricklers.close()
+    assert services.processes["plot"].poll() is None
+
+
+def _get_or_none(port: int, path: str, deadline: float) -> int | None:
+    """The status of ``GET path``, waiting until ``deadline`` at most; None if the page closed the connection."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=max(0.1, deadline - time.monotonic()))
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    except (ConnectionError, TimeoutError):
+        return None
+    finally:
+        connection.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs as LOGS_DIR needs root")
+def test_a_full_disk_keeps_the_last_pictures_served_and_leaves_no_temporary_file(
+    tmp_path: Path, logs_dir: Path
+) -> None:
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(logs_dir)], check=True)
+    services = None
+    try:
+        services, port = start_plot(tmp_path, logs_dir, HEALTH_FILE=str(tmp_path / "healthy"))
+        client, csv = Page(port), logs_dir / "metric_log.csv"
+        write_rows(csv, 300, seed=20)
+        wait_until(lambda: all(client.summary()["pictures"].values()), 30, "both pictures drawn")
+        wait_until(lambda: client.summary()["rows"] == 300, 30, "300 rows")
+        served = {name: client.get(f"/{name}")[2] for name in PICTURES}
+        versions = client.summary()["pictures"]
+        _fill(logs_dir / "filler", leave=16_384)  # room for the rows below, not for a picture
+        write_rows(csv, 100, seed=21)  # the distribution and the error over time are due again
+        assert shutil.disk_usage(logs_dir).free < min(len(picture) for picture in served.values()), "no room"
+        # the summary is updated after the refresh's draw: 400 rows there, and the distribution failed to save
+        wait_until(lambda: client.summary()["rows"] == 400, 30, "400 rows in the summary")
+        write_rows(csv, 1, seed=22)  # then the error over time fails, and the distribution again
+        wait_until(lambda: client.summary()["rows"] == 401, 30, "401 rows in the summary")
+        assert services.processes["plot"].poll() is None
+        assert not list(logs_dir.glob(".*.tmp")), "no temporary file left"
+        assert client.get("/")[0] == 200
+        assert {name: client.get(f"/{name}")[2] for name in PICTURES} == served, "the last good pictures"
+        assert client.summary()["pictures"] == versions
+        assert services.log("plot").count("cannot save") == 1, "one WARNING while it lasts"
+
+        subprocess.run(["mount", "-o", "remount,size=64m", str(logs_dir)], check=True)  # room again; no new row
+        wait_until(  # at the next refreshes, though no row came
+            lambda: all(client.summary()["pictures"][key] != versions[key] for key in versions), 30, "both redrawn"
+        )
+        assert all(client.get(f"/{name}")[2] != served[name] for name in PICTURES)
+        assert services.log("plot").count("pictures are saved again") == 1
+        assert not list(logs_dir.glob(".*.tmp"))
+        assert services.processes["plot"].poll() is None
+    finally:
+        if services is not None:
+            services.stop_all()
+            print(services.log("plot")[-3000:])
+        subprocess.run(["umount", str(logs_dir)], check=True)
+
+
+def _fill(path: Path, leave: int) -> None:
+    """Fill the file system of ``path`` with ``path`` but ``leave`` bytes."""
+    with path.open("wb", buffering=0) as filler:
+        with contextlib.suppress(OSError):  # ENOSPC: full
+            while filler.write(b"\0" * 4096):
+                pass
+        filler.truncate(max(0, filler.tell() - leave))

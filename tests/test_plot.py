@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pipeline.metric_log import CsvTail
 from pipeline.timeline import FIRST_BLOCK
 from plot import DriftSettings, Plotter
 from tests.helpers import Services, wait_until
@@ -31,6 +32,7 @@ def test_refresh_draws_once_for_a_missing_csv_then_only_for_new_rows(tmp_path: P
     assert plotter.refresh() is False
     csv.write_bytes(HEADER + b"a,1.0,3.0,2.0\nb,1.0,2.0,1.")
     assert plotter.refresh() is True
+    assert plotter.refresh() is True, "the error over time counts the row it waits for"
     assert plotter.refresh() is False
     with csv.open("ab") as file:
         file.write(b"0\n")
@@ -50,9 +52,9 @@ def test_the_error_over_time_is_redrawn_when_a_block_of_rows_is_complete(tmp_pat
     drawn = over_time.stat().st_ino
     with csv.open("ab") as file:
         file.write(b"".join(b"r%d,1.0,2.0,1.0\n" % index for index in range(FIRST_BLOCK - 1)))
-    assert plotter.refresh() is True
-    assert plotter.refresh() is False, "no block is complete yet"
-    assert over_time.stat().st_ino == drawn
+    assert plotter.refresh() is True, "the distribution first"
+    assert plotter.refresh() is True, "then the error over time's empty state, which counts the rows"
+    assert plotter.refresh() is False
     with csv.open("ab") as file:
         file.write(b"last,1.0,4.0,3.0\n")
     assert plotter.refresh() is True, "the distribution first"
@@ -60,6 +62,12 @@ def test_the_error_over_time_is_redrawn_when_a_block_of_rows_is_complete(tmp_pat
     assert plotter.refresh() is False
     assert over_time.stat().st_ino != drawn
     assert is_png(over_time)
+    drawn = over_time.stat().st_ino
+    with csv.open("ab") as file:
+        file.write(b"more,1.0,2.0,1.0\n")
+    assert plotter.refresh() is True, "the distribution"
+    assert plotter.refresh() is False, "no new block is complete"
+    assert over_time.stat().st_ino == drawn
 
 
 def test_both_pictures_take_turns_while_rows_keep_coming(tmp_path: Path) -> None:
@@ -164,6 +172,46 @@ def test_the_error_over_time_says_how_many_rows_it_waits_for(tmp_path: Path) -> 
     assert picture.empty.get_visible()
     assert picture.empty.get_text() == f"waiting for the first {FIRST_BLOCK} rows: 23 so far"
     assert "rows 1 to 0" not in picture.axes.get_title()
+
+
+def test_the_error_over_time_keeps_counting_the_rows_it_waits_for(tmp_path: Path) -> None:
+    csv = tmp_path / "metric_log.csv"
+    csv.write_bytes(HEADER + b"first,1,2,1.0\n")
+    plotter = Plotter(tmp_path)
+    while plotter.refresh():
+        pass
+    picture = plotter._over_time
+    assert picture.empty.get_text() == f"waiting for the first {FIRST_BLOCK} rows: 1 so far"
+    saved = picture.version
+    with csv.open("ab") as file:
+        file.write(b"".join(b"r%d,1,2,1.0\n" % i for i in range(39)))
+    while plotter.refresh():
+        pass
+    assert plotter.snapshot.rows == 40
+    assert picture.empty.get_text() == f"waiting for the first {FIRST_BLOCK} rows: 40 so far"
+    assert picture.version > saved, "error_over_time.png saved again with the new count"
+
+
+def test_the_health_file_is_touched_between_the_chunks_of_a_long_first_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    csv, health = tmp_path / "metric_log.csv", tmp_path / "healthy"
+    csv.write_bytes(HEADER + b"".join(b"r%d,1,2,1.0\n" % i for i in range(2000)))
+    touched_before_chunk: list[bool] = []
+    read_new = CsvTail.read_new
+
+    def small_chunks(tail: CsvTail, limit: int = 0) -> tuple[list[float], list[float], bool]:
+        """A read of a large CSV: many chunks; each notes whether the health file was touched since the last."""
+        touched_before_chunk.append(health.exists())
+        health.unlink(missing_ok=True)
+        return read_new(tail, 1024)
+
+    monkeypatch.setattr(CsvTail, "read_new", small_chunks)
+    plotter = Plotter(tmp_path, health_file=health)
+    plotter.refresh()
+    assert plotter.snapshot.rows == 2000
+    assert len(touched_before_chunk) > 20
+    assert all(touched_before_chunk[1:]), "touched between every two chunks of the first read"
 
 
 def test_the_error_over_time_shows_every_block_after_an_empty_start_and_the_drift_marks(tmp_path: Path) -> None:

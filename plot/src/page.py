@@ -5,15 +5,21 @@ elsewhere), ``/summary.json`` (the numbers of the latest refresh), ``/error_dist
 ``/error_over_time.png`` (the files plot last saved; a query string such as ``?v=3`` is ignored); another method on
 them gets a 405. Anything else is a 404. The server only reads: the latest snapshot (replaced whole by the drawing
 thread) and the picture files (replaced by a rename, so a reader gets a whole old or a whole new file). Each
-connection has its own thread with a socket timeout, and there are at most MAX_CONNECTIONS of them, so a slow or
-hostile client costs a thread at most: the drawing loop never waits on one.
+connection has its own thread, and there are at most MAX_CONNECTIONS of them: the drawing loop never waits on a client.
+A connection lasts CLIENT_TIMEOUT at most from its accept to its answer's last byte, however slowly the client trickles
+its bytes (a watchdog shuts its socket down then); the connections past MAX_CONNECTIONS wait in the listen queue, in
+the order they came, for a slot, so a new visitor is served within about CLIENT_TIMEOUT whatever the others do.
 """
 
 from __future__ import annotations
 
+import contextlib
+import heapq
+import itertools
 import json
 import logging
 import math
+import socket
 import sys
 import threading
 import time
@@ -32,8 +38,10 @@ LOGGER = logging.getLogger("plot.page")
 PAGE = Path(__file__).with_name("page.html")
 PICTURE_ROUTES = {f"/{name}": name for name in ("error_distribution.png", "error_over_time.png")}
 ROUTES = {"/", "/summary.json", *PICTURE_ROUTES}
-CLIENT_TIMEOUT = 10.0  # seconds a client may take to send its request or to take a response
-MAX_CONNECTIONS = 32  # connections served at once; more are closed at once
+CLIENT_TIMEOUT = 10.0  # seconds a connection may last, from its accept to the last byte of its answer
+MAX_CONNECTIONS = 32  # connections served at once; more wait in the listen queue for a slot
+LISTEN_QUEUE = 128  # connections the kernel keeps waiting for a slot (the standard library's 5 would drop more)
+SLOT_WAIT = 0.5  # seconds the accepting thread waits for a free slot before it looks whether it must stop
 
 
 def summary(snapshot: Snapshot, now: float, stalled_after: float, run: str = "") -> dict[str, Any]:
@@ -89,8 +97,48 @@ def _finite(value: Any) -> Any:
     return value
 
 
+class Deadlines:
+    """One thread that shuts a connection's socket down when its deadline passes.
+
+    A socket timeout bounds each read, not a request: a client that sends a byte every few seconds would hold its
+    connection for ever. Shutting the socket down ends the handler's pending read or write at once, with an error or
+    end of file, and the handler's thread ends.
+    """
+
+    def __init__(self) -> None:
+        self._due: list[tuple[float, int, socket.socket]] = []  # a heap of (deadline, order of adding, socket)
+        self._open: set[socket.socket] = set()  # the connections not closed yet
+        self._order = itertools.count()
+        self._changed = threading.Condition()
+        threading.Thread(target=self._watch, name="page-deadlines", daemon=True).start()
+
+    def add(self, connection: socket.socket, seconds: float) -> None:
+        """Shut ``connection`` down in ``seconds`` unless ``remove`` is called first."""
+        with self._changed:
+            heapq.heappush(self._due, (time.monotonic() + seconds, next(self._order), connection))
+            self._open.add(connection)
+            self._changed.notify()
+
+    def remove(self, connection: socket.socket) -> None:
+        """Forget ``connection``; called before it is closed, so that its number is never shut down once reused."""
+        with self._changed:
+            self._open.discard(connection)
+
+    def _watch(self) -> None:
+        while True:
+            with self._changed:
+                while not self._due or self._due[0][0] > time.monotonic():
+                    self._changed.wait(self._due[0][0] - time.monotonic() if self._due else None)
+                _deadline, _order, connection = heapq.heappop(self._due)
+                if connection in self._open:
+                    self._open.discard(connection)
+                    with contextlib.suppress(OSError):  # reset by the client, say
+                        connection.shutdown(socket.SHUT_RDWR)
+
+
 class PageServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = LISTEN_QUEUE
 
     def __init__(self, address: tuple[str, int], plotter: Plotter, logs_dir: Path, stalled_after: float) -> None:
         super().__init__(address, PageHandler)
@@ -98,18 +146,35 @@ class PageServer(ThreadingHTTPServer):
         self.page = PAGE.read_bytes()
         self.run = f"{int(time.time())}."  # a picture's version counts from 1 again when plot starts again
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._deadlines = Deadlines()
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        """Accept a connection once a slot is free: until then it waits in the listen queue, behind earlier ones."""
+        if not self._slots.acquire(timeout=SLOT_WAIT):
+            raise OSError("every connection slot is taken")  # serve_forever looks whether to stop, then comes back
+        try:
+            return super().get_request()
+        except BaseException:
+            self._slots.release()
+            raise
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
-            self.shutdown_request(request)  # busy: this client may try again
-            return
-        super().process_request(request, client_address)
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()  # no thread started, so none will release it
+            raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
+        self._deadlines.add(request, CLIENT_TIMEOUT)
         try:
             super().process_request_thread(request, client_address)
         finally:
             self._slots.release()
+
+    def shutdown_request(self, request: Any) -> None:
+        self._deadlines.remove(request)
+        super().shutdown_request(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that goes away mid-answer is routine (a closed tab): no traceback for it."""

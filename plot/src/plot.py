@@ -16,6 +16,7 @@ plot serves a page of both pictures and the numbers (``page.py``); on METRICS_PO
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -142,11 +143,18 @@ class Picture:
         self.empty = self.axes.text(0.5, 0.5, "no rows yet", ha="center", va="center", transform=self.axes.transAxes)
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Write the PNG beside the old one and rename it over it; on an error (a full disk, say) the old one stays,
+        no temporary file is left, and the OSError is raised."""
         temporary = self.path.with_name(f".{self.path.name}.tmp")
-        # low compression: encoding is most of a redraw, and the picture is replaced every few seconds
-        self.figure.savefig(temporary, format="png", pil_kwargs={"compress_level": 1})
-        os.replace(temporary, self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # low compression: encoding is most of a redraw, and the picture is replaced every few seconds
+            self.figure.savefig(temporary, format="png", pil_kwargs={"compress_level": 1})
+            os.replace(temporary, self.path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                temporary.unlink(missing_ok=True)
+            raise
         self.version += 1
 
 
@@ -259,8 +267,9 @@ class Plotter:
     time when a block is complete (or the drift alarm changed); if both are due they take turns, so a refresh costs
     one draw at most. After each refresh ``snapshot`` holds the numbers for the page and the metrics."""
 
-    def __init__(self, logs_dir: Path, drift: DriftSettings = DEFAULT_DRIFT) -> None:
+    def __init__(self, logs_dir: Path, drift: DriftSettings = DEFAULT_DRIFT, health_file: Path | None = None) -> None:
         self._logs_dir = logs_dir
+        self._health_file = health_file
         self._tail = CsvTail(logs_dir / "metric_log.csv")
         self._distribution = DistributionPicture(logs_dir / DISTRIBUTION_PNG)
         self._over_time = OverTimePicture(logs_dir / OVER_TIME_PNG)
@@ -268,7 +277,9 @@ class Plotter:
         self._stats = ErrorStats(drift)
         self._distribution_due = self._over_time_due = True
         self._over_time_waited = False
-        self._blocks_drawn = 0  # the row that ends the last block error_over_time.png shows
+        # what error_over_time.png shows: the row ending its last block, and the rows its empty state counts
+        self._over_time_shows = (0, 0)
+        self._write_failing = False  # the last picture could not be saved (a full disk, say)
         self._rates: deque[tuple[float, int]] = deque()  # (monotonic time, rows) at each refresh of the last minute
         self.draws = 0
         self.snapshot = Snapshot.of(
@@ -307,16 +318,25 @@ class Plotter:
             self._distribution_due = self._distribution_due or restarted or bool(errors)
             if self._tail.caught_up:
                 return
+            self.touch_health()  # a first read of a large CSV takes longer than the healthcheck allows
+
+    def touch_health(self) -> None:
+        """Tell the healthcheck plot is alive (HEALTH_FILE); if the file cannot be touched, the check says so."""
+        if self._health_file is not None:
+            with contextlib.suppress(OSError):
+                self._health_file.touch()
 
     def _draw_one(self) -> bool:
-        blocks_end = self._stats.timeline.ends[-1] if self._stats.timeline.ends else 0
-        self._over_time_due = self._over_time_due or blocks_end != self._blocks_drawn
+        timeline = self._stats.timeline
+        # before the first block is complete the empty state counts the rows so far, so a new row changes it too
+        shows = (timeline.ends[-1], 0) if timeline.ends else (0, self._stats.rows)
+        self._over_time_due = self._over_time_due or shows != self._over_time_shows
         updated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         picture: Picture
         if self._over_time_due and (self._over_time_waited or not self._distribution_due):
             picture = self._over_time
             self._over_time_due = self._over_time_waited = False
-            self._blocks_drawn = blocks_end
+            self._over_time_shows = shows
         elif self._distribution_due:
             picture = self._distribution
             self._distribution_due = False
@@ -325,12 +345,33 @@ class Plotter:
             return False
         try:
             picture.draw(self._stats, updated)
+        except OSError as error:  # a full or failing disk: the page keeps the last pictures
+            self._saving_failed(picture, error)
+            return False
         except Exception as error:  # no CSV may stop the other picture or the next refresh
             LOGGER.error("could not draw %s (%s: %s); trying again", picture.path.name, type(error).__name__, error)
             return False
+        if self._write_failing:
+            LOGGER.warning("pictures are saved again in %s", self._logs_dir)
+            self._write_failing = False
         self.draws += 1
         LOGGER.debug("redrew %s with %d rows", picture.path.name, self._stats.rows)
         return True
+
+    def _saving_failed(self, picture: Picture, error: OSError) -> None:
+        """Keep the picture due, so that each refresh tries again; one WARNING when saving starts failing."""
+        if picture is self._over_time:
+            self._over_time_due = True
+        else:
+            self._distribution_due = True
+        if not self._write_failing:
+            LOGGER.warning(
+                "cannot save %s in %s (%s); the page keeps the last pictures, and each refresh tries again",
+                picture.path.name,
+                self._logs_dir,
+                error,
+            )
+            self._write_failing = True
 
     def _rows_per_second(self) -> float:
         """Rows per second over the last minute; rows found at the first look (a backlog) do not count."""
@@ -494,7 +535,8 @@ def run(config: Settings) -> int:
     stopped = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopped.set())
-    plotter = Plotter(Path(config.common.logs_dir), config.drift)
+    health_file = Path(config.common.health_file) if config.common.health_file else None
+    plotter = Plotter(Path(config.common.logs_dir), config.drift, health_file)
     REGISTRY.register(PlotMetrics(plotter))
     try:
         page.serve(config, plotter)
@@ -514,8 +556,7 @@ def run(config: Settings) -> int:
         if now >= heartbeat_due + service.HEARTBEAT_INTERVAL:
             plotter.heartbeat()
             heartbeat_due = now
-        if config.common.health_file:
-            Path(config.common.health_file).touch()
+        plotter.touch_health()
         stopped.wait(min(config.interval, HEALTH_INTERVAL))
     LOGGER.info("stopped")
     return 0
