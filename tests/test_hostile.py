@@ -8,13 +8,16 @@ duplicate keys, reserved and unprintable ids, odd properties, and a pair of vali
 from __future__ import annotations
 
 import json
+import time
+import urllib.request
 
 import pika
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.messages import MAX_ID_LENGTH, MAX_MESSAGE_BYTES
 from pipeline.topology import FEATURES, Y_PRED, Y_TRUE, dead_letter_queue
-from tests.helpers import Stream, publish_raw, queue_depths, wait_until
+from tests.helpers import Stream, csv_rows, free_port, port_open, publish_raw, queue_depths, wait_until
 
 pytestmark = pytest.mark.broker
 
@@ -133,3 +136,36 @@ def test_hostile_messages_are_rejected_once_each_while_every_good_row_arrives(st
     assert stream.services.log("model").count("rejected") >= sent[FEATURES]
     wait_until(lambda: picture.stat().st_ino != drawn_before, 30, "plot to redraw after the corpus")
     assert "Traceback" not in "".join(stream.services.log(name) for name in ("metric", "model", "plot"))
+
+
+def conflicting_duplicates(port: int) -> dict[str, float]:
+    """pipeline_metric_conflicting_duplicates_total by queue, read from metric's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {
+        sample.labels["queue"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "pipeline_metric_conflicting_duplicates_total"
+    }
+
+
+def test_a_copy_with_another_value_is_dropped_counted_and_logged_and_a_redelivery_is_not(stream: Stream) -> None:
+    port = free_port()
+    stream.services.start("metric", METRICS_PORT=str(port))
+    wait_until(lambda: stream.services.is_ready("metric") and port_open(port), 60, "metric to declare its queues")
+    created = int(time.time())
+    row = [(Y_TRUE, b'{"id": "twice", "body": 1.0}'), (Y_PRED, b'{"id": "twice", "body": 2.0}')]
+    publish_raw(stream.url, row, created)
+    wait_until(lambda: csv_rows(stream.csv) == [["twice", "1.0", "2.0", "1.0"]], 30, "the row")
+    copies = [(Y_TRUE, b'{"id": "twice", "body": 1.0}'), (Y_PRED, b'{"id": "twice", "body": 2.5}')]
+    publish_raw(stream.url, copies, created)
+    wait_until(lambda: conflicting_duplicates(port) == {Y_TRUE: 0.0, Y_PRED: 1.0}, 30, "one conflicting copy counted")
+    wait_until(lambda: queue_depths(stream.url)[Y_PRED] == 0, 30, "the copies acked")
+    log = stream.services.log("metric")
+    assert (
+        "dropped a copy of id 'twice' on y_pred with another value: kept 2.0 (the first that came), dropped 2.5" in log
+    )
+    assert log.count("dropped a copy") == 1, "the copy with the same value is quiet"
+    assert csv_rows(stream.csv) == [["twice", "1.0", "2.0", "1.0"]]
+    assert queue_depths(stream.url)[dead_letter_queue(Y_PRED)] == 0

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
 import join as join_module
 import pytest
-from join import Join, Outcome
+from join import Conflict, Join, Outcome
 from waiting import Changes, FileInUse, Half, WaitingStore
 
 from pipeline.topology import Y_PRED, Y_TRUE
@@ -184,3 +185,76 @@ def test_a_second_process_cannot_open_the_file(store: WaitingStore, monkeypatch:
     store.commit(join_module.Changes())
     with pytest.raises(FileInUse):
         WaitingStore(store.path).open()
+
+
+def test_a_copy_with_another_value_is_a_conflict_wherever_the_kept_half_is(tmp_path: Path) -> None:
+    store = WaitingStore(tmp_path / "waiting.sqlite")
+    store.open()
+    join = Join(store)
+    join.add([half(Y_TRUE, "front", 1.0), half(Y_TRUE, "disk", 2.0), half(Y_TRUE, "row", 3.0)])
+    join.add([half(Y_PRED, "row", 4.0)])
+    join.add([half(Y_TRUE, "front", 1.5), half(Y_PRED, "row", 4.5)])  # in memory; written, not committed
+    assert join.take_conflicts() == [Conflict("front", Y_TRUE, 1.0, 1.5), Conflict("row", Y_PRED, 4.0, 4.5)]
+    assert join.take_conflicts() == [], "taken"
+    join.commit({})
+    store.close()
+
+    store = WaitingStore(tmp_path / "waiting.sqlite")  # after a restart: on disk, or in the done table
+    join = Join(store, store.open()["next_seq"])
+    join.restore(NOW)
+    assert join.move_to_disk(NOW + 61)
+    join.commit({})
+    copies = [half(Y_TRUE, "disk", 2.5), half(Y_TRUE, "row", 3.5), half(Y_PRED, "row", 4.0), half(Y_TRUE, "front", 1.0)]
+    assert outcomes(join, *copies) == [Outcome.COPY] * 4, "a conflicting copy is dropped as any copy"
+    assert join.take_conflicts() == [Conflict("disk", Y_TRUE, 2.0, 2.5), Conflict("row", Y_TRUE, 3.0, 3.5)]
+    store.close()
+
+
+def test_a_copy_of_a_released_half_is_held_against_its_value(store: WaitingStore) -> None:
+    join = Join(store)
+    join.add([half(Y_TRUE, "old", 7.0, created=100)])
+    join.move_orphans_to_disk({Y_TRUE: 150, Y_PRED: None})
+    join.commit({})
+    [orphan] = join.take_orphans({Y_TRUE: 150, Y_PRED: None}, limit=10)
+    join.add([half(Y_PRED, "old", 1.0, created=100), half(Y_TRUE, "old", 7.5, created=100)])  # being released
+    join.released(orphan)
+    join.commit({})
+    join.add([half(Y_TRUE, "old", 8.0, created=100), half(Y_TRUE, "old", 7.0, created=100)])  # released, committed
+    assert join.take_conflicts() == [Conflict("old", Y_TRUE, 7.0, 7.5), Conflict("old", Y_TRUE, 7.0, 8.0)]
+
+
+def test_a_file_from_before_the_values_were_kept_opens_and_its_ids_are_compared_against_nothing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "waiting.sqlite"
+    old = sqlite3.connect(path)  # the schema of the previous version, with one written row and one waiting half
+    old.executescript(
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+        CREATE TABLE inbox (
+            seq INTEGER PRIMARY KEY, side INTEGER NOT NULL, id TEXT NOT NULL, value REAL NOT NULL,
+            created INTEGER NOT NULL);
+        CREATE TABLE waiting (
+            id TEXT NOT NULL, side INTEGER NOT NULL, value REAL NOT NULL, created INTEGER NOT NULL,
+            PRIMARY KEY (id, side)) WITHOUT ROWID;
+        CREATE INDEX waiting_by_age ON waiting (side, created);
+        CREATE TABLE done (id TEXT PRIMARY KEY, created INTEGER NOT NULL, sides INTEGER NOT NULL) WITHOUT ROWID;
+        INSERT INTO meta VALUES ('next_seq', 1), ('csv_offset', 0);
+        INSERT INTO waiting VALUES ('waits', 0, 2.0, 1000);
+        INSERT INTO done VALUES ('written', 1000, 3);
+        """
+    )
+    old.commit()
+    old.close()
+
+    store = WaitingStore(path)
+    join = Join(store, store.open()["next_seq"])
+    assert outcomes(join, half(Y_TRUE, "written", 9.0), half(Y_TRUE, "waits", 2.5)) == [Outcome.COPY] * 2
+    assert join.take_conflicts() == [Conflict("waits", Y_TRUE, 2.0, 2.5)], "the written row's values are not known"
+    assert outcomes(join, half(Y_PRED, "waits", 3.0)) == [Outcome.ROW]
+    join.commit({})
+    assert outcomes(join, half(Y_PRED, "waits", 3.5)) == [Outcome.COPY]
+    assert join.take_conflicts() == [Conflict("waits", Y_PRED, 3.0, 3.5)], "rows written since keep their values"
+    store.close()
+    store.open()  # and it opens again, migrated
+    store.close()

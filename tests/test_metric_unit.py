@@ -467,3 +467,41 @@ def test_a_read_that_fails_keeps_its_deliveries_for_the_next_try(
     monkeypatch.undo()
     run.step(1.0)
     assert run.csv_ids() == ["a"] and len(run.broker.acked) == 2 and run.broker.paused == set()
+
+
+def conflicting_duplicates(queue: str) -> float:
+    return REGISTRY.get_sample_value("pipeline_metric_conflicting_duplicates_total", {"queue": queue}) or 0.0
+
+
+def test_a_copy_with_another_value_is_counted_and_logged_and_a_flood_is_one_line_a_second(
+    tmp_path: Path, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    before = {side: conflicting_duplicates(side) for side in (Y_TRUE, Y_PRED)}
+    run = Run(tmp_path, clock)
+    run.row("a", START, 1.0, 4.0)
+    run.step()
+    with caplog.at_level(logging.WARNING, logger="metric"):
+        run.deliver(Y_PRED, "a", 4.0, START)  # a redelivery: quiet
+        run.step()
+        assert caplog.text == "" and conflicting_duplicates(Y_PRED) == before[Y_PRED]
+        run.deliver(Y_PRED, "a", 5.0, START)
+        run.step()
+        assert "dropped a copy of id 'a' on y_pred with another value: kept 4.0 (the first that came), dropped 5.0" in (
+            caplog.text
+        )
+        assert conflicting_duplicates(Y_PRED) == before[Y_PRED] + 1 and run.csv_ids() == ["a"]
+        caplog.clear()
+        for index in range(50):  # a flood within the second
+            run.deliver(Y_TRUE, "a", 10.0 + index, START)
+        run.step()
+        assert caplog.text == "", "within a second of the last line"
+        run.step(1.0)
+        [line] = caplog.messages
+        assert line.startswith("dropped 50 more copies with another value than the one kept since the last line")
+        caplog.clear()
+        run.deliver(Y_TRUE, "a", 99.0, START)
+        run.step(1.0)
+        [line] = caplog.messages
+        assert "kept 1.0 (the first that came), dropped 99.0" in line and "(" not in line.split("dropped 99.0")[1]
+    assert conflicting_duplicates(Y_TRUE) == before[Y_TRUE] + 51, "every one counted"
+    assert len(run.broker.acked) == 2 + 1 + 1 + 50 + 1, "and acked: nothing to retry"

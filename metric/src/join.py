@@ -2,8 +2,10 @@
 
 A half that finds no partner waits: first in memory (the front), appended to the store's inbox so that its delivery
 can be acked; after FRONT_SECONDS, or past FRONT_HALVES, it moves to the store's waiting table on disk, so memory
-stays flat however many wait. A pair and a released half are remembered in the store's done table, so a copy of
-either half is known as one. Nothing here touches the disk but through ``WaitingStore``, and only ``commit`` writes.
+stays flat however many wait. A pair and a released half are remembered, with their values, in the store's done
+table, so a copy of either half is known as one. A copy whose value differs from the one kept (the first that came) is
+dropped all the same, and noted for metric to report (``take_conflicts``). Nothing here touches the disk but through
+``WaitingStore``, and only ``commit`` writes.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ class Outcome(enum.Enum):
     NOT_FINITE = "not finite"  # it completed a pair whose absolute error is not a finite number: no row
     WAITING = "waiting"  # it waits for its partner
     ORPHAN = "orphan"  # it came after the other stream had passed it, and its partner is not waiting: release it
-    COPY = "copy"  # a copy of a half that waits, was written or was released: nothing to do
+    COPY = "copy"  # a copy of a half that waits, was written or was released: nothing to do (but note a conflict)
 
 
 @dataclass(slots=True)
@@ -44,6 +46,16 @@ class Pair:
         return abs(self.y_true - self.y_pred)
 
 
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """A copy of a half with another value than the one kept: the copy was dropped."""
+
+    message_id: str
+    side: str
+    kept: float
+    dropped: float
+
+
 class Join:
     """Pairs halves; every change goes to the store in the next ``commit``."""
 
@@ -58,6 +70,7 @@ class Join:
         self._changes = Changes()
         self._next_seq = next_seq
         self._swept_to = ""  # the sweep through handled ids goes on after this id
+        self._conflicts: list[Conflict] = []  # since the last take_conflicts (metric takes them after every add)
 
     def waiting(self, side: str) -> int:
         return self._in_front[side] + self._on_disk[side]
@@ -79,9 +92,20 @@ class Join:
         """Pair or keep each half, in order; a pair of the batch is its row (or its non-finite pair). A half of
         ``side`` created before ``orphans_before[side]`` that finds no partner waiting is an orphan at once: it goes
         to disk to be released, and pairs with nothing (not with a late copy of its partner either)."""
-        found = self._find([half.message_id for half in halves if half.message_id not in self._front])
+        found = self._find([half.message_id for half in halves if self._ask_file(half.message_id)])
         before = orphans_before or {}
         return [self._add(half, found, before.get(half.side)) for half in halves]
+
+    def _ask_file(self, message_id: str) -> bool:
+        """Whether the file may know more of ``message_id`` than memory: not when one side waits in memory, unless
+        the other side was released (the value kept of that side is in the done table)."""
+        in_front = self._front.get(message_id)
+        return in_front is None or bool(in_front.handled)
+
+    def take_conflicts(self) -> list[Conflict]:
+        """The copies with another value than the one kept, since the last call."""
+        conflicts, self._conflicts = self._conflicts, []
+        return conflicts
 
     def _find(self, message_ids: list[str]) -> Found:
         """What the file knows of ``message_ids``, and the halves moved to disk since the last commit."""
@@ -92,6 +116,9 @@ class Join:
 
     def _add(self, half: Half, found: Found, orphan_before: int | None) -> tuple[Outcome, Pair | None]:
         if self._is_copy(half, found):
+            kept = self._kept_value(half, found)
+            if kept is not None and kept != half.value:
+                self._conflicts.append(Conflict(half.message_id, half.side, kept, half.value))
             return Outcome.COPY, None
         partner = self._take_partner(half, found)
         if partner is not None:
@@ -106,7 +133,8 @@ class Join:
 
     def _handled(self, message_id: str, found: Found) -> int:
         """The sides of ``message_id`` written or released (``done``), committed or not."""
-        return found.done.get(message_id, 0) | self._changes.done.get(message_id, (0, 0))[1]
+        in_changes = self._changes.done.get(message_id)
+        return found.sides(message_id) | (0 if in_changes is None else in_changes.sides)
 
     def _is_copy(self, half: Half, found: Found) -> bool:
         """Whether the same side of the id was written or released, or is being released, or waits."""
@@ -117,6 +145,20 @@ class Join:
         if in_front is not None:
             return in_front.side == half.side or bool(in_front.handled & bit)
         return half.side in found.waiting.get(half.message_id, {})
+
+    def _kept_value(self, half: Half, found: Found) -> float | None:
+        """The value kept of the side of which ``half`` is a copy: written, released, being released, or waiting in
+        memory or on disk (None: not known, for an id handled before the values were kept)."""
+        message_id = half.message_id
+        done = (found.done.get(message_id), self._changes.done.get(message_id))
+        held = (
+            self._releasing.get((half.side, message_id)),
+            self._front.get(message_id),
+            found.waiting.get(message_id, {}).get(half.side),
+        )
+        values = [entry.value(half.side) for entry in done if entry is not None]
+        values += [kept.value for kept in held if kept is not None and kept.side == half.side]
+        return next((value for value in values if value is not None), None)
 
     def _unavailable(self, half: Half) -> bool:
         """Whether ``half`` is being released, or left the disk since the last commit (the table still has it)."""
@@ -139,7 +181,7 @@ class Join:
         y_true, y_pred = (half, partner) if half.side == Y_TRUE else (partner, half)
         pair = Pair(half.message_id, y_true.value, y_pred.value, partner)
         if math.isfinite(pair.absolute_error):
-            self._changes.mark_done(half.message_id, max(half.created, partner.created), BOTH_SIDES)
+            self._changes.mark_done(half.message_id, max(half.created, partner.created), BOTH_SIDES, half, partner)
             return Outcome.ROW, pair
         # no row: the half that came is rejected, and the partner goes to its dead-letter queue, from disk
         if (partner.side, partner.message_id) in self._leaving:
@@ -188,10 +230,10 @@ class Join:
         for halves in self._store.inbox():
             found = self._store.find([half.message_id for half in halves])
             for half in halves:
-                handled = found.done.get(half.message_id, 0) & SIDE_BIT[half.side]
+                handled = found.sides(half.message_id) & SIDE_BIT[half.side]
                 on_disk = half.side in found.waiting.get(half.message_id, {})
                 if not handled and not on_disk and half.message_id not in self._front:
-                    half.arrived, half.handled = now, found.done.get(half.message_id, 0)
+                    half.arrived, half.handled = now, found.sides(half.message_id)
                     self._enter_front(half)
             self._next_seq = max(self._next_seq, halves[-1].seq + 1)
             if self.move_to_disk(now):  # past FRONT_HALVES: memory stays bounded however long the inbox
@@ -199,17 +241,19 @@ class Join:
 
     def written(self, message_ids: list[str], now: int) -> None:
         """Rows metric_log.csv holds that the store did not know of (written just before a crash): forget their
-        halves."""
+        halves, keeping the value of the one that waited."""
         found = self._find(message_ids)
         for message_id in message_ids:
-            created = now
+            created, known = now, []
             if (in_front := self._front.get(message_id)) is not None:
                 self._leave_front(in_front)
                 created = in_front.created
+                known.append(in_front)
             for half in found.waiting.get(message_id, {}).values():
                 self._leave_disk(half)
                 created = half.created
-            self._changes.mark_done(message_id, created, BOTH_SIDES)
+                known.append(half)
+            self._changes.mark_done(message_id, created, BOTH_SIDES, *known)
 
     # --- memory, orphans and the file -------------------------------------------------------------
 
@@ -264,7 +308,7 @@ class Join:
         """The broker confirmed ``half`` in its dead-letter queue."""
         if self._releasing.pop((half.side, half.message_id), None) is not None:
             self._leave_disk(half)
-            self._changes.mark_done(half.message_id, half.created, SIDE_BIT[half.side])
+            self._changes.mark_done(half.message_id, half.created, SIDE_BIT[half.side], half)
             if (partner := self._front.get(half.message_id)) is not None:
                 partner.handled |= SIDE_BIT[half.side]  # a copy of the released half must not pair with it
 

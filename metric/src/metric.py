@@ -9,8 +9,9 @@ Labels may come hours after their prediction, and a model may be down for hours:
 rows' creation time (the AMQP ``timestamp`` features stamps). A half is an orphan only once the other stream has
 moved past it (``streams.py``): it is then logged and published to its dead-letter queue, and forgotten once the
 broker has confirmed that. A pair whose absolute error is not a finite number is no row: the half that came is
-rejected and its partner released, both to their dead-letter queues. When more than METRIC_MAX_WAITING halves of
-one side wait, metric stops consuming that side until their partners have come, but never both sides at once.
+rejected and its partner released, both to their dead-letter queues. A copy of a half is acked and dropped; one whose
+value differs from the one kept is counted and logged (one line a second at most). When more than METRIC_MAX_WAITING
+halves of one side wait, metric stops consuming that side until their partners have come, but never both sides at once.
 Once a second, metric writes metric_status.json for plot: how many halves wait on each side, and since when.
 A full or failing disk is waited out (``pipeline.disk``): nothing is acked or released until the rows and the join
 are on disk, no side is consumed meanwhile, and every second the same write is tried again.
@@ -30,9 +31,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from join import Join, Outcome, Pair
+from join import Conflict, Join, Outcome, Pair
 from prometheus_client import Counter, Gauge
 from streams import Streams, event_time
+from throttle import Throttle
 from waiting import FileInUse, Half, WaitingStore
 
 from pipeline import service, settings
@@ -40,6 +42,7 @@ from pipeline.broker import Broker, Delivery
 from pipeline.disk import RETRY_DELAY, WriteTrouble
 from pipeline.messages import decode_value, encode
 from pipeline.metric_log import MetricLog
+from pipeline.metrics import of_queue
 from pipeline.status import write_status
 from pipeline.topology import Y_PRED, Y_TRUE, dead_letter_queue
 
@@ -55,6 +58,7 @@ UPGRADE_IDS = 100_000  # ids of the last rows of a CSV written before metric_wai
 OLD_JOURNAL = "metric_waiting.journal"  # where waiting halves were kept before metric_waiting.sqlite
 SIDES = (Y_TRUE, Y_PRED)
 NOT_FINITE = "the absolute error of this pair is not a finite number"
+CONFLICT_LOG_INTERVAL = 1.0  # seconds between two lines about copies with another value (a flood is counted)
 
 ROWS_WRITTEN = Counter("pipeline_metric_rows_written", "Rows appended to metric_log.csv and fsynced")
 HALVES_WAITING = Gauge("pipeline_metric_halves_waiting", "Halves waiting for their partner", ["queue"])
@@ -63,6 +67,9 @@ POSITION = Gauge(
     "pipeline_metric_stream_position_seconds", "Creation time (Unix seconds) each stream has reached", ["queue"]
 )
 ORPHANS_RELEASED = Counter("pipeline_metric_orphans_released", "Halves moved to a dead-letter queue as orphans")
+CONFLICTING_DUPLICATES = Counter(
+    "pipeline_metric_conflicting_duplicates", "Copies of a half dropped with another value than the one kept", ["queue"]
+)
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,9 @@ class Metric:
         self._rows, self._error_sum, self._orphans, self._rate = 0, 0.0, 0, service.Rate()
         self._oldest: int | None = None
         self._tick_failed = False
+        self._conflict_lines = Throttle(CONFLICT_LOG_INTERVAL)
+        for side in SIDES:
+            of_queue(CONFLICTING_DUPLICATES, side)  # shown as 0 until the first
         self._broker = broker
         self._disk = WriteTrouble(f"{self._logs}/", broker.set_problem)
         broker.add_hooks(on_lost=self._sync, on_stopping=self._sync)
@@ -223,6 +233,7 @@ class Metric:
             self._pending = pending + self._pending
             self._disk_failed(error)
             return
+        self._report_conflicts(self.join.take_conflicts())
         unsaved = self._unsaved
         for (delivery, half), (outcome, pair) in zip(pending, outcomes, strict=True):
             if outcome is Outcome.ROW and pair is not None:
@@ -249,6 +260,31 @@ class Metric:
         self._log.append(pair.message_id, pair.y_true, pair.y_pred)
         self._rows += 1
         self._error_sum += pair.absolute_error
+
+    def _report_conflicts(self, conflicts: list[Conflict]) -> None:
+        """Count each copy dropped with another value than the one kept; log one line a second at most, and the
+        number held back with the next (or on its own, once the second is over)."""
+        now = self._clock()
+        for conflict in conflicts:
+            of_queue(CONFLICTING_DUPLICATES, conflict.side).inc()
+            if not self._conflict_lines.ready(now):
+                self._conflict_lines.hold()
+                continue
+            held = self._conflict_lines.let_through(now)
+            LOGGER.warning(
+                "dropped a copy of id %r on %s with another value: kept %r (the first that came), dropped %r%s",
+                conflict.message_id,
+                conflict.side,
+                conflict.kept,
+                conflict.dropped,
+                f" ({held} more such copies since the last line)" if held else "",
+            )
+        if self._conflict_lines.held and self._conflict_lines.ready(now):
+            LOGGER.warning(
+                "dropped %d more copies with another value than the one kept since the last line "
+                "(pipeline_metric_conflicting_duplicates_total counts them by queue)",
+                self._conflict_lines.let_through(now),
+            )
 
     def _refuse(self, delivery: Delivery, pair: Pair) -> None:
         LOGGER.warning(

@@ -7,8 +7,11 @@ and fsynced before their acks go out. Four tables:
   page). They also wait in metric's memory, where most find their partner within seconds; the inbox is what brings
   them back after a crash. Its oldest entries are cut once nothing in memory needs them.
 - ``waiting``: halves that waited longer, or past the memory's share, keyed by id and side.
-- ``done``: ids whose row was written, or whose half was released to a dead-letter queue, with the sides handled, so
-  that a copy of either half is known however late it comes; forgotten once both streams have passed them.
+- ``done``: ids whose row was written, or whose half was released to a dead-letter queue, with the sides handled and
+  their values, so that a copy of either half is known however late it comes, and one with another value is told
+  apart; forgotten once both streams have passed them. The values cost 12 bytes a row on disk (67 instead of 55) and
+  0.3 µs of CPU (3.5 instead of 3.2), measured like the figures below; files from before had no values (``open`` adds
+  the columns, and their ids' values are not known).
 - ``meta``: how far metric_log.csv was written when the transaction committed, and how far each stream had come.
 
 Why SQLite, and these keys (measured on this machine, 300,000 halves in batches of 250, one fsynced commit each):
@@ -41,8 +44,11 @@ CREATE TABLE IF NOT EXISTS waiting (
     id TEXT NOT NULL, side INTEGER NOT NULL, value REAL NOT NULL, created INTEGER NOT NULL, PRIMARY KEY (id, side)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS waiting_by_age ON waiting (side, created);
-CREATE TABLE IF NOT EXISTS done (id TEXT PRIMARY KEY, created INTEGER NOT NULL, sides INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS done (
+    id TEXT PRIMARY KEY, created INTEGER NOT NULL, sides INTEGER NOT NULL, y_true REAL, y_pred REAL
+) WITHOUT ROWID;
 """
+DONE_VALUES = ("y_true", "y_pred")  # columns a file from before they were kept lacks: ``open`` adds them
 
 
 @dataclass(slots=True)
@@ -59,6 +65,30 @@ class Half:
     handled: int = 0
 
 
+@dataclass(slots=True)
+class Done:
+    """An id whose row was written, or one of whose halves was released: its creation time, the sides handled (bits
+    of SIDE_BIT) and their values (None: not known, for an id handled by a version that did not keep them)."""
+
+    created: int
+    sides: int
+    y_true: float | None = None
+    y_pred: float | None = None
+
+    def value(self, side: str) -> float | None:
+        return self.y_true if side == Y_TRUE else self.y_pred
+
+    def add(self, created: int, sides: int, known: tuple[Half, ...]) -> None:
+        """Handle ``sides`` too, with the values of the ``known`` halves; values known already stay (the first that
+        came is the one kept)."""
+        self.created, self.sides = max(self.created, created), self.sides | sides
+        for half in known:
+            if half.side == Y_TRUE and self.y_true is None:
+                self.y_true = half.value
+            elif half.side == Y_PRED and self.y_pred is None:
+                self.y_pred = half.value
+
+
 @dataclass
 class Changes:
     """What one transaction writes, gathered between two commits."""
@@ -66,21 +96,26 @@ class Changes:
     inbox: list[Half] = field(default_factory=list)  # began to wait in memory
     spilled: list[Half] = field(default_factory=list)  # moved from memory to the waiting table
     gone: list[Half] = field(default_factory=list)  # left the waiting table: paired, or released and confirmed
-    done: dict[str, tuple[int, int]] = field(default_factory=dict)  # id -> (created, sides handled)
+    done: dict[str, Done] = field(default_factory=dict)
     inbox_from: int | None = None  # every inbox entry before this seq is no longer needed
     meta: dict[str, int] = field(default_factory=dict)
 
-    def mark_done(self, message_id: str, created: int, sides: int) -> None:
-        old_created, old_sides = self.done.get(message_id, (created, 0))
-        self.done[message_id] = (max(created, old_created), old_sides | sides)
+    def mark_done(self, message_id: str, created: int, sides: int, *known: Half) -> None:
+        """``sides`` of ``message_id`` are handled; ``known``: those of its halves whose values are known."""
+        self.done.setdefault(message_id, Done(created, 0)).add(created, sides, known)
 
 
 @dataclass
 class Found:
-    """What the file knows of a batch's ids: halves waiting on disk (by id, then side) and the sides handled."""
+    """What the file knows of a batch's ids: halves waiting on disk (by id, then side) and those handled."""
 
     waiting: dict[str, dict[str, Half]]
-    done: dict[str, int]
+    done: dict[str, Done]
+
+    def sides(self, message_id: str) -> int:
+        """The sides of ``message_id`` handled (bits of SIDE_BIT)."""
+        done = self.done.get(message_id)
+        return 0 if done is None else done.sides
 
 
 class FileInUse(RuntimeError):
@@ -112,8 +147,17 @@ class WaitingStore:
         self.db.execute("PRAGMA synchronous=FULL")  # a commit is on disk before the acks it allows
         self.db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         self.db.executescript(SCHEMA)
+        self._add_done_values()
         fsync_directory(self.path.parent)  # SQLite syncs the file, not the folder's entry for it
         return dict(self.db.execute("SELECT key, value FROM meta"))
+
+    def _add_done_values(self) -> None:
+        """Add the value columns to the ``done`` table of a file from before they were kept (one statement each:
+        a crash between the two leaves one to add at the next start)."""
+        columns = {name for _, name, *_ in self.db.execute("PRAGMA table_info(done)")}
+        for column in DONE_VALUES:
+            if column not in columns:
+                self.db.execute(f"ALTER TABLE done ADD COLUMN {column} REAL")
 
     def close(self) -> None:
         if self._db is not None:
@@ -145,7 +189,9 @@ class WaitingStore:
         found = Found({}, {})
         for chunk in _chunks(list(dict.fromkeys(ids)), 1000):
             marks = ",".join("?" * len(chunk))
-            found.done.update(self.db.execute(f"SELECT id, sides FROM done WHERE id IN ({marks})", chunk))
+            query = f"SELECT id, created, sides, y_true, y_pred FROM done WHERE id IN ({marks})"
+            for id_, created, sides, y_true, y_pred in self.db.execute(query, chunk):
+                found.done[id_] = Done(created, sides, y_true, y_pred)
             if not waiting:
                 continue
             query = f"SELECT id, side, value, created FROM waiting WHERE id IN ({marks})"
@@ -195,8 +241,9 @@ class WaitingStore:
                 [(half.message_id, SIDE_NUMBER[half.side]) for half in changes.gone],
             )
             db.executemany(
-                "INSERT INTO done VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET sides = sides | excluded.sides",
-                [(id_, created, sides) for id_, (created, sides) in changes.done.items()],
+                "INSERT INTO done VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET sides = sides | excluded.sides,"
+                " y_true = coalesce(y_true, excluded.y_true), y_pred = coalesce(y_pred, excluded.y_pred)",
+                [(id_, done.created, done.sides, done.y_true, done.y_pred) for id_, done in changes.done.items()],
             )
             db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", changes.meta.items())
             db.execute("COMMIT")
