@@ -44,6 +44,7 @@ def test_a_full_disk_is_waited_out_and_loses_nothing(
     stream = Stream(make_services(broker_url, LOGS_DIR=str(logs)), broker_url, logs)  # the ledger beside it
     stream.start(FEATURES_INTERVAL="0")
     services = stream.services
+    services.start("plot")  # its pictures go to the same disk
     wait_until(lambda: WAITING in services.log("metric"), 120, "metric to find the disk full")
     wait_until(lambda: WAITING in services.log("features"), 60, "features to find its ledger's disk full")
 
@@ -61,8 +62,11 @@ def test_a_full_disk_is_waited_out_and_loses_nothing(
     for name in ("metric", "features"):
         wait_until(lambda name=name: "can be written again" in services.log(name), 30, f"{name} to write again")
 
+    if "cannot save" in services.log("plot"):  # if it had rows to draw while the disk was full
+        wait_until(lambda: "saved again" in services.log("plot"), 30, "plot to save its pictures again")
     stop_gracefully(services, "features")
     rows = stream.finish()
+    assert services.processes["plot"].poll() is None, "plot kept running"
     assert_whole_lines(stream.csv.read_bytes())
     assert all(len(row) == 4 for row in rows)
     assert_nothing_dead_lettered(broker_url)
