@@ -200,6 +200,50 @@ def test_a_broker_that_keeps_nacking_gets_a_new_connection_and_nothing_goes_twic
     assert queue_depths(broker_url)[queue] == fillers + 1, "the fillers and the message, once"
 
 
+def test_nacks_from_one_queue_bring_a_new_connection_while_another_queue_confirms(
+    running: Running, broker_url: str, rabbit: RabbitNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """features publishes to two queues: acks from one must not hide a channel that nacks every publish to the other."""
+    monkeypatch.setattr(broker_module, "NACK_RECONNECT_AFTER", 1.0)
+    wait_until(lambda: running.broker.is_ready, 30, "the broker to be ready")
+    refusing, accepting = "y_true.dead", "accepting"
+    declare_queue(broker_url, accepting)
+    rabbit.ctl("rabbitmqctl", "set_policy", "full", f"^{refusing}$", '{"max-length": 1, "overflow": "reject-publish"}')
+    accepted: list[int] = []
+    try:
+        fillers = fill_until_nacked(broker_url, refusing)
+        confirmed: list[bytes] = []
+        running.call(running.broker.publish, refusing, b"one", lambda: confirmed.append(b"one"))
+
+        def publish_one_accepted_and_see_a_reconnect() -> bool:
+            index = len(accepted)
+            running.call(running.broker.publish, accepting, b"%d" % index, lambda: accepted.append(index))
+            return running.broker.connections_lost >= 1
+
+        wait_until(publish_one_accepted_and_see_a_reconnect, 30, "a reconnect after a second of nacks from one queue")
+        assert accepted, "the other queue confirmed publishes all along"
+        assert not confirmed
+    finally:
+        rabbit.ctl("rabbitmqctl", "clear_policy", "full")
+    wait_until(lambda: confirmed, 30, "the confirm on a new channel once the limit is lifted")
+    running.stop()
+    assert confirmed == [b"one"]
+    assert queue_depths(broker_url)[refusing] == fillers + 1, "the fillers and the message, once"
+    delete_queue(broker_url, accepting)
+
+
+def declare_queue(url: str, queue: str) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    connection.channel().queue_declare(queue, durable=True)
+    connection.close()
+
+
+def delete_queue(url: str, queue: str) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    connection.channel().queue_delete(queue)
+    connection.close()
+
+
 def test_a_broker_that_stops_answering_does_not_hold_a_stop(own_rabbit: RabbitNode) -> None:
     """A broker busy electing leaders, or frozen, may never answer the close: the service stops anyway."""
     own_rabbit.start()

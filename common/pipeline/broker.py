@@ -5,7 +5,8 @@ A service gives the queues it touches, a handler per queue it consumes and, if i
 
 - publishes are confirmed as a stream: a window of unconfirmed messages, acks and nacks handled as they come;
   nacked messages are published again, and so are a producer's unconfirmed messages after a reconnect; nacks alone
-  for NACK_RECONNECT_AFTER seconds bring a new connection (and channel), to the next node if there are several;
+  from one queue for NACK_RECONNECT_AFTER seconds (whatever other queues confirm meanwhile) bring a new connection
+  (and channel), to the next node if there are several;
 - deliveries are acked only when the service says their effect is safe, with ``multiple=True`` only over a run
   of settled tags; bad messages are rejected (no requeue) into the queue's dead-letter queue;
 - the broker may be down at start or vanish at any time: the service reconnects with capped backoff;
@@ -49,9 +50,10 @@ RECONNECT_FIRST_DELAY = 0.5
 RECONNECT_MAX_DELAY = 5.0
 CONFIRM_WINDOW = 2000
 NACK_RETRY_DELAY = 0.5  # seconds before nacked messages go again: a cluster without a majority nacks them at once
-# Nacks with no ack between them for this long: reconnect, to the next node if there are several. RabbitMQ before
-# 3.13 asks a quorum queue's leader as its record names it on a channel's first publish, and if that node just died
-# the channel nacks every publish to the queue until the node returns; a new channel asks again.
+# Nacks for one queue with no ack for it between them for this long: reconnect, to the next node if there are
+# several. RabbitMQ before 3.13 asks a quorum queue's leader as its record names it on a channel's first publish, and
+# if that node just died the channel nacks every publish to the queue until the node returns; a new channel asks
+# again. Counted per queue: the channel goes on confirming publishes to the other queues (features publishes to two).
 NACK_RECONNECT_AFTER = 5.0
 STOP_TIMEOUT = 5.0
 CLOSE_TIMEOUT = 5.0  # seconds to wait for the broker's answer to closing the connection
@@ -126,7 +128,7 @@ class Broker:
         self._acks = AckLedger()
         self._ack_scheduled = False
         self._nack_timer: Any = None
-        self._nacked_since: float | None = None  # first nack since the last ack on this channel
+        self._nacked_since: dict[str, float] = {}  # by queue: its first nack since its last ack on this channel
         self._problems: dict[str, str] = {}  # what makes the service unhealthy now, by name
 
     # --- what services call -------------------------------------------------------------------
@@ -357,7 +359,7 @@ class Broker:
             return
         self._channel = None
         self._ready = False
-        self._nacked_since = None
+        self._nacked_since.clear()
         self._consumer_tags.clear()
         self._generation += 1
         self._acks.clear()
@@ -427,7 +429,7 @@ class Broker:
         if isinstance(method, Basic.Nack):
             for message in confirmed:
                 self._window.wait(message)
-            if self._nacked_too_long():
+            if self._nacked_too_long({message.queue for message in confirmed}):
                 return
             if self._nack_timer is None:
                 LOGGER.warning(
@@ -435,8 +437,8 @@ class Broker:
                 )
                 self._nack_timer = self.ioloop.call_later(NACK_RETRY_DELAY, self._send_waiting)
         else:
-            self._nacked_since = None
             for message in confirmed:
+                self._nacked_since.pop(message.queue, None)
                 metrics.of_queue(metrics.PUBLISHED, message.queue).inc()
                 if message.on_confirmed is not None:
                     message.on_confirmed()
@@ -445,16 +447,20 @@ class Broker:
         elif self.can_publish():
             self._on_window_open()
 
-    def _nacked_too_long(self) -> bool:
-        """True, and the connection closing to be opened again, once nacks alone have come for NACK_RECONNECT_AFTER."""
+    def _nacked_too_long(self, queues: set[str]) -> bool:
+        """True, and the connection closing to be opened again, once one of ``queues`` (just nacked) has had nacks
+        alone for NACK_RECONNECT_AFTER."""
         now = time.monotonic()
-        if self._nacked_since is None:
-            self._nacked_since = now
-        seconds = now - self._nacked_since
+        for queue in queues:
+            self._nacked_since.setdefault(queue, now)
+        queue, since = min(self._nacked_since.items(), key=lambda item: item[1])
+        seconds = now - since
         if seconds < NACK_RECONNECT_AFTER or self._state is State.STOPPING:
             return False
-        LOGGER.warning("broker %s nacked every publish for %.0f s; reconnecting for a new channel", self.node, seconds)
-        self._nacked_since = None
+        LOGGER.warning(
+            "broker %s nacked every publish to %s for %.0f s; reconnecting for a new channel", self.node, queue, seconds
+        )
+        self._nacked_since.clear()
         self._ready = False  # what is published from now on waits for the new channel
         if self._nack_timer is not None:
             self.ioloop.remove_timeout(self._nack_timer)
