@@ -40,7 +40,7 @@ from pipeline.acks import AckLedger
 from pipeline.health import HEALTH_INTERVAL
 from pipeline.messages import CONTENT_TYPE, BadMessage
 from pipeline.publish_window import Outgoing, PublishWindow
-from pipeline.settings import Common
+from pipeline.settings import AMQP_SHORT_MAX, Common, SettingsError
 from pipeline.stop_signals import StopSignals
 from pipeline.topology import dead_letter_queue, declarations
 
@@ -99,6 +99,10 @@ class Broker:
     """Connection, channel and the bookkeeping of confirms and acks for one service."""
 
     def __init__(self, settings: Common, queues: list[str], *, prefetch: int = 0) -> None:
+        """``prefetch``: unacked deliveries per consumer (PREFETCH), 0 for no limit; beyond AMQP's 16 bits it is a
+        ``SettingsError`` here rather than a failure inside basic_qos at every connect."""
+        if not 0 <= prefetch <= AMQP_SHORT_MAX:
+            raise SettingsError(f"PREFETCH must be from 1 to {AMQP_SHORT_MAX}, got {prefetch}")
         self.ioloop = IOLoop()
         self._settings = settings
         self._nodes = [pika.URLParameters(url) for url in settings.amqp_urls]
