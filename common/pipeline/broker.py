@@ -10,6 +10,9 @@ A service gives the queues it touches, a handler per queue it consumes and, if i
 - deliveries are acked only when the service says their effect is safe, with ``multiple=True`` only over a run
   of settled tags; bad messages are rejected (no requeue) into the queue's dead-letter queue;
 - the broker may be down at start or vanish at any time: the service reconnects with capped backoff;
+- a broker short of memory or disk blocks the connection (``connection.blocked``): logged, shown by the gauge
+  ``pipeline_connection_blocked`` and as a problem that stops the touches of HEALTH_FILE until it is unblocked;
+  blocked for BLOCKED_CONNECTION_TIMEOUT, the connection is dropped and opened again;
 - a handler that raises while handling one message costs that message alone: a ``BadMessage`` is rejected into the
   dead-letter queue with its reason, any other exception too, logged as a fault of ours; the connection stays;
 - SIGTERM and SIGINT (``StopSignals``) stop consuming, let in-flight work finish for a few seconds, close (without
@@ -57,6 +60,13 @@ NACK_RETRY_DELAY = 0.5  # seconds before nacked messages go again: a cluster wit
 NACK_RECONNECT_AFTER = 5.0
 STOP_TIMEOUT = 5.0
 CLOSE_TIMEOUT = 5.0  # seconds to wait for the broker's answer to closing the connection
+# pika's blocked_connection_timeout: seconds a connection may stay blocked by a resource alarm before pika drops it
+# and we connect again (to the next node if there are several). A blocked connection is not read by the broker and
+# not watched by heartbeats, so a node that dies meanwhile would go unnoticed; but an alarm is cluster-wide and a new
+# connection is blocked again at its first publish, each time sending back our unacked deliveries. Five minutes: a
+# dead node is found in that time, and a long alarm costs a reconnect every five minutes, not a storm of them on a
+# broker already short of memory or disk. A URL's own ?blocked_connection_timeout= wins.
+BLOCKED_CONNECTION_TIMEOUT = 300.0
 PRECONDITION_FAILED = 406
 
 
@@ -87,6 +97,14 @@ def persistent(created: int | None = None, expires_in_ms: int | None = None) -> 
     return pika.BasicProperties(delivery_mode=2, content_type=CONTENT_TYPE, timestamp=created, expiration=expiration)
 
 
+def connection_parameters(url: str) -> pika.URLParameters:
+    """pika's parameters for ``url``, with BLOCKED_CONNECTION_TIMEOUT unless the URL sets its own."""
+    parameters = pika.URLParameters(url)
+    if parameters.blocked_connection_timeout is None:
+        parameters.blocked_connection_timeout = BLOCKED_CONNECTION_TIMEOUT
+    return parameters
+
+
 Handler = Callable[[Delivery], None]
 Hook = Callable[[], None]
 
@@ -105,7 +123,7 @@ class Broker:
             raise SettingsError(f"PREFETCH must be from 1 to {AMQP_SHORT_MAX}, got {prefetch}")
         self.ioloop = IOLoop()
         self._settings = settings
-        self._nodes = [pika.URLParameters(url) for url in settings.amqp_urls]
+        self._nodes = [connection_parameters(url) for url in settings.amqp_urls]
         self._node = random.randrange(len(self._nodes))  # services spread over a cluster's nodes
         self._declarations = declarations(queues, settings.queue_type)
         self._prefetch = prefetch
@@ -126,6 +144,7 @@ class Broker:
         self._reconnect_delay = RECONNECT_FIRST_DELAY
         self._reconnect_timer: Any = None
 
+        self._problems: dict[str, str] = {}  # what makes the service unhealthy while it lasts, by name
         self.rejected: Counter[str] = Counter()  # messages rejected into dead-letter queues, by queue
         self.connections_lost = 0
         self._window = PublishWindow(CONFIRM_WINDOW)
@@ -133,7 +152,6 @@ class Broker:
         self._ack_scheduled = False
         self._nack_timer: Any = None
         self._nacked_since: dict[str, float] = {}  # by queue: its first nack since its last ack on this channel
-        self._problems: dict[str, str] = {}  # what makes the service unhealthy now, by name
 
     # --- what services call -------------------------------------------------------------------
 
@@ -170,13 +188,6 @@ class Broker:
 
     def is_paused(self, queue: str) -> bool:
         return queue in self._paused
-
-    def set_problem(self, name: str, reason: str | None) -> None:
-        """A condition that makes the service unhealthy while it lasts (``reason`` None: it is over)."""
-        if reason is None:
-            self._problems.pop(name, None)
-        else:
-            self._problems[name] = reason
 
     def run(self, *, handle_signals: bool = True) -> int:
         """Connect and serve until stopped; return the process exit code."""
@@ -249,6 +260,19 @@ class Broker:
             self.rejected[delivery.queue] += 1
             metrics.of_queue(metrics.REJECTED, delivery.queue).inc()
 
+    def set_problem(self, name: str, reason: str | None) -> None:
+        """A condition that makes the service unhealthy while it lasts (``reason`` None: it is over)."""
+        if reason is None:
+            if self._problems.pop(name, None) is not None and not self._problems:
+                self._touch_health(reschedule=False)  # healthy again now, not at the next touch
+        else:
+            self._problems[name] = reason
+
+    @property
+    def problems(self) -> dict[str, str]:
+        """The problems that last, by name: their reasons."""
+        return dict(self._problems)
+
     def stop(self, *, drain_forever: bool = False) -> None:
         """Stop consuming and close once in-flight work is confirmed: within STOP_TIMEOUT, or, draining, whenever.
 
@@ -278,17 +302,21 @@ class Broker:
             on_close_callback=self._on_connection_closed,
             custom_ioloop=self.ioloop,
         )
+        self._connection.add_on_connection_blocked_callback(self._on_blocked)
+        self._connection.add_on_connection_unblocked_callback(self._on_unblocked)
 
     def _on_connection_open(self, connection: pika.SelectConnection) -> None:
         connection.channel(on_open_callback=self._on_channel_open)
 
     def _on_connection_open_error(self, _connection: pika.SelectConnection, error: BaseException) -> None:
         self._connection = None
+        self._forget_blocked()
         self._schedule_reconnect(f"broker unreachable at {self.node} ({str(error) or type(error).__name__})")
 
     def _on_connection_closed(self, _connection: pika.SelectConnection, reason: BaseException) -> None:
         self._connection = None
         self._forget_channel()
+        self._forget_blocked()
         if self._state is not State.RUNNING and not self._must_drain():
             LOGGER.info("connection closed")
             self.ioloop.stop()
@@ -296,6 +324,23 @@ class Broker:
         self.connections_lost += 1
         metrics.RECONNECTS.inc()
         self._schedule_reconnect(f"connection lost to {self.node} ({reason})")
+
+    def _on_blocked(self, _connection: Any, frame: Any) -> None:
+        reason = getattr(frame.method, "reason", "") or "a resource alarm"
+        LOGGER.warning(
+            "broker %s blocked the connection (%s): nothing is published until it unblocks it", self.node, reason
+        )
+        metrics.CONNECTION_BLOCKED.set(1)
+        self.set_problem("blocked", f"the broker blocked the connection ({reason})")
+
+    def _on_unblocked(self, _connection: Any, _frame: Any) -> None:
+        LOGGER.warning("broker %s unblocked the connection", self.node)
+        self._forget_blocked()
+
+    def _forget_blocked(self) -> None:
+        """A connection unblocked or gone: a new one is blocked only if it publishes while the alarm lasts."""
+        metrics.CONNECTION_BLOCKED.set(0)
+        self.set_problem("blocked", None)
 
     def _schedule_reconnect(self, why: str) -> None:
         """Try again after the capped backoff, at the next node if there are several."""
@@ -502,6 +547,7 @@ class Broker:
         self.ioloop.stop()
 
     def _touch_health(self, reschedule: bool = True) -> None:
+        """Touch HEALTH_FILE while ready and no problem lasts."""
         if self._ready and not self._problems and self._settings.health_file:
             Path(self._settings.health_file).touch()
         if reschedule:
