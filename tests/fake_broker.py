@@ -44,7 +44,7 @@ class FakeBroker:
         self.timers: list[Timer] = []
         self.hooks: dict[str, Hook] = {}
         self.ready = True
-        self.problems: dict[str, str] = {}
+        self.problems: dict[str, str] = {}  # set_problem's conditions that last, by name
         self._tag = 0
 
     # --- Broker's surface ---

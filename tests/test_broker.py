@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import re
 import signal
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pika
 import pytest
 
 from pipeline import broker as broker_module
 from pipeline.broker import Broker, Delivery
+from pipeline.health import HEALTH_INTERVAL, is_fresh
 from pipeline.messages import BadMessage
 from pipeline.settings import Common
-from tests.helpers import RabbitNode, consumer_count, queue_depths, wait_until
+from tests.helpers import RabbitNode, Stream, consumer_count, free_port, ledger_ids, queue_depths, wait_until
 
 pytestmark = pytest.mark.broker
 
@@ -24,9 +29,9 @@ QUEUE = "y_true"
 class Running:
     """A Broker consuming QUEUE in a thread; the handler keeps every delivery for the test to settle."""
 
-    def __init__(self, url: str, prefetch: int = 100) -> None:
+    def __init__(self, url: str, prefetch: int = 100, health_file: str = "") -> None:
         self.deliveries: list[Delivery] = []
-        self.broker = Broker(Common(url, "", "quorum", "INFO", ""), [QUEUE], prefetch=prefetch)
+        self.broker = Broker(Common(url, "", "quorum", "INFO", health_file), [QUEUE], prefetch=prefetch)
         self.broker.consume(QUEUE, self._on_message)
         self._thread = threading.Thread(target=self.broker.run, kwargs={"handle_signals": False})
         self._thread.start()
@@ -200,6 +205,50 @@ def test_a_broker_that_keeps_nacking_gets_a_new_connection_and_nothing_goes_twic
     assert queue_depths(broker_url)[queue] == fillers + 1, "the fillers and the message, once"
 
 
+def test_nacks_from_one_queue_bring_a_new_connection_while_another_queue_confirms(
+    running: Running, broker_url: str, rabbit: RabbitNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """features publishes to two queues: acks from one must not hide a channel that nacks every publish to the other."""
+    monkeypatch.setattr(broker_module, "NACK_RECONNECT_AFTER", 1.0)
+    wait_until(lambda: running.broker.is_ready, 30, "the broker to be ready")
+    refusing, accepting = "y_true.dead", "accepting"
+    declare_queue(broker_url, accepting)
+    rabbit.ctl("rabbitmqctl", "set_policy", "full", f"^{refusing}$", '{"max-length": 1, "overflow": "reject-publish"}')
+    accepted: list[int] = []
+    try:
+        fillers = fill_until_nacked(broker_url, refusing)
+        confirmed: list[bytes] = []
+        running.call(running.broker.publish, refusing, b"one", lambda: confirmed.append(b"one"))
+
+        def publish_one_accepted_and_see_a_reconnect() -> bool:
+            index = len(accepted)
+            running.call(running.broker.publish, accepting, b"%d" % index, lambda: accepted.append(index))
+            return running.broker.connections_lost >= 1
+
+        wait_until(publish_one_accepted_and_see_a_reconnect, 30, "a reconnect after a second of nacks from one queue")
+        assert accepted, "the other queue confirmed publishes all along"
+        assert not confirmed
+    finally:
+        rabbit.ctl("rabbitmqctl", "clear_policy", "full")
+    wait_until(lambda: confirmed, 30, "the confirm on a new channel once the limit is lifted")
+    running.stop()
+    assert confirmed == [b"one"]
+    assert queue_depths(broker_url)[refusing] == fillers + 1, "the fillers and the message, once"
+    delete_queue(broker_url, accepting)
+
+
+def declare_queue(url: str, queue: str) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    connection.channel().queue_declare(queue, durable=True)
+    connection.close()
+
+
+def delete_queue(url: str, queue: str) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    connection.channel().queue_delete(queue)
+    connection.close()
+
+
 def test_a_broker_that_stops_answering_does_not_hold_a_stop(own_rabbit: RabbitNode) -> None:
     """A broker busy electing leaders, or frozen, may never answer the close: the service stops anyway."""
     own_rabbit.start()
@@ -212,3 +261,94 @@ def test_a_broker_that_stops_answering_does_not_hold_a_stop(own_rabbit: RabbitNo
         print(f"stopped {time.monotonic() - started:.1f} s after the stop, without the broker's answer")
     finally:
         own_rabbit.signal(signal.SIGCONT)
+
+
+def test_a_problem_stops_the_touches_of_the_health_file_while_it_lasts(
+    broker_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(broker_module, "HEALTH_INTERVAL", 0.05)
+    health = tmp_path / "healthy"
+    running = Running(broker_url, health_file=str(health))
+    try:
+        wait_until(lambda: running.broker.is_ready and health.exists(), 30, "the broker to be ready")
+        running.call(running.broker.set_problem, "blocked", "a test's problem")
+        os.utime(health, (0, 0))
+        loop_turns_past(running, seconds=1.0)  # twenty touches would have come by now
+        assert health.stat().st_mtime == 0, "touched while a problem lasts"
+        assert running.broker.problems == {"blocked": "a test's problem"}
+
+        running.call(running.broker.set_problem, "other", "a second problem")
+        running.call(running.broker.set_problem, "blocked", None)
+        loop_turns_past(running, seconds=1.0)
+        assert health.stat().st_mtime == 0, "touched while the other problem lasts"
+
+        running.call(running.broker.set_problem, "other", None)
+        assert health.stat().st_mtime > 0, "touched as soon as the last problem is over"
+        assert running.broker.problems == {}
+    finally:
+        running.stop()
+
+
+def loop_turns_past(running: Running, seconds: float) -> None:
+    """Wait until the broker's loop has run a timer ``seconds`` from now (every timer due before it has run)."""
+    fired = threading.Event()
+    running.call(running.broker.call_later, seconds, fired.set)
+    wait_until(fired.is_set, 30, f"the loop to run {seconds:g} s on")
+
+
+class BlockedStream:
+    """features (health file, metrics endpoint), model and metric on a node of the test's own."""
+
+    def __init__(self, stream: Stream, node: RabbitNode, health: Path, metrics_port: int) -> None:
+        self.stream, self.node, self.health, self.metrics_port = stream, node, health, metrics_port
+
+    def gauge(self) -> float | None:
+        """features' pipeline_connection_blocked, or None if it does not serve it."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
+                text = response.read().decode()
+        except OSError:
+            return None
+        found = re.search(r"^pipeline_connection_blocked (\S+)$", text, re.MULTILINE)
+        return float(found.group(1)) if found else None
+
+    def warnings(self, text: str) -> int:
+        log = self.stream.services.log("features")
+        return sum(1 for line in log.splitlines() if " WARNING " in line and text in line)
+
+
+def test_a_broker_resource_alarm_shows_as_blocked_and_nothing_is_lost(
+    own_rabbit: RabbitNode, make_services, logs_dir: Path, tmp_path: Path
+) -> None:
+    """The disk alarm blocks publishers: features says so (log, gauge, a health file left stale); it recovers when
+    the alarm clears, and every row arrives once."""
+    own_rabbit.start()
+    rows, metrics_port, health = 600, free_port(), tmp_path / "features-healthy"
+    stream = Stream(make_services(own_rabbit.url), own_rabbit.url, logs_dir)
+    stream.start(
+        FEATURES_INTERVAL="0.05",
+        FEATURES_LIMIT=str(rows),
+        HEALTH_FILE=str(health),
+        METRICS_PORT=str(metrics_port),
+    )
+    blocked = BlockedStream(stream, own_rabbit, health, metrics_port)
+    wait_until(lambda: len(ledger_ids(stream.ledger)) >= 5, 60, "features to have 5 rows confirmed")
+    assert blocked.gauge() == 0
+
+    own_rabbit.ctl("rabbitmqctl", "set_disk_free_limit", "1000000GB")  # more than any disk here: the alarm is on
+    try:
+        wait_until(lambda: blocked.warnings(" blocked the connection (") == 1, 60, "features to log that it is blocked")
+        assert blocked.gauge() == 1
+        confirmed = len(ledger_ids(stream.ledger))
+        max_age = HEALTH_INTERVAL * 2 + 1
+        wait_until(lambda: not is_fresh(str(health), max_age), 60, f"the health file to be older than {max_age:g} s")
+        assert len(ledger_ids(stream.ledger)) == confirmed, "confirms came while blocked"
+        assert stream.services.processes["features"].poll() is None
+    finally:
+        own_rabbit.ctl("rabbitmqctl", "set_disk_free_limit", "50MB")
+
+    wait_until(lambda: blocked.warnings("unblocked the connection") == 1, 60, "features to log that it is unblocked")
+    wait_until(lambda: blocked.gauge() == 0, 30, "the gauge to go back to 0")
+    wait_until(lambda: is_fresh(str(health), HEALTH_INTERVAL * 2), 30, "the health file to be touched again")
+    stream.finish(expected=rows)
+    assert blocked.warnings(" blocked the connection (") == 1, "one warning when blocked"

@@ -1,7 +1,20 @@
+import os
+from pathlib import Path
+
 import pytest
 
 from features import load_label_delay
-from pipeline.settings import SettingsError, env_amqp_url, env_choice, env_float, env_int, load_common
+from pipeline.health import is_fresh
+from pipeline.settings import (
+    SettingsError,
+    env_amqp_url,
+    env_choice,
+    env_float,
+    env_int,
+    env_prefetch,
+    load_common,
+    writable_health_file,
+)
 
 
 def test_defaults_apply_when_variables_are_unset(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -32,6 +45,14 @@ def test_values_are_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
         (lambda: env_choice("X_VAR", "quorum", ("quorum", "classic")), "stream"),
         (lambda: env_amqp_url("X_VAR", "amqp://localhost"), "http://localhost"),
         (lambda: env_amqp_url("X_VAR", "amqp://localhost"), "amqp://a:5672/%2F,amqp://,amqp://c:5672/%2F"),
+        (lambda: env_amqp_url("X_VAR", "amqp://localhost"), "amqp://a:99999/%2F"),
+        (lambda: env_amqp_url("X_VAR", "amqp://localhost"), "amqp://a:0/%2F"),
+        (lambda: env_amqp_url("X_VAR", "amqp://localhost"), "amqp://a:port/%2F"),
+        (lambda: env_amqp_url("X_VAR", "amqp://localhost"), "amqp://a/%2F?heartbeat=70000"),
+        (lambda: env_amqp_url("X_VAR", "amqp://localhost"), "amqp://a/%2F?heartbeat=soon"),
+        (lambda: env_amqp_url("X_VAR", "amqp://localhost"), "amqp://a/%2F?hearbeat=30"),
+        (lambda: env_amqp_url("X_VAR", "amqp://localhost"), "amqp://a/%2F?frame_max=10"),
+        (lambda: env_int("X_VAR", 0, maximum=10), "11"),
     ],
 )
 def test_a_bad_value_names_its_variable(monkeypatch: pytest.MonkeyPatch, read, value: str) -> None:
@@ -66,3 +87,75 @@ def test_a_label_delay_features_cannot_keep_names_its_variable(value: str, queue
         patch.setenv("FEATURES_LABEL_DELAY", value)
         with pytest.raises(SettingsError, match="FEATURES_LABEL_DELAY"):
             load_label_delay(queue_type)
+
+
+def test_a_url_pika_accepts_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+    url = "amqp://u:p@a:65535/%2F?heartbeat=65535&blocked_connection_timeout=60,amqps://u:p@b/%2F"
+    monkeypatch.setenv("AMQP_URL", url)
+    assert load_common().amqp_url == url
+
+
+def test_a_bad_url_among_several_is_named_by_its_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AMQP_URL", "amqp://a:5672/%2F,amqp://b:99999/%2F")
+    with pytest.raises(SettingsError, match=r"AMQP_URL \(URL 2 of 2\): the port must be from 1 to 65535"):
+        load_common()
+
+
+@pytest.mark.parametrize(("value", "expected"), [("", 500), ("1", 1), ("65535", 65535)])
+def test_a_prefetch_is_from_1_to_65535(monkeypatch: pytest.MonkeyPatch, value: str, expected: int) -> None:
+    monkeypatch.setenv("PREFETCH", value)
+    assert env_prefetch() == expected
+
+
+@pytest.mark.parametrize("value", ["0", "65536", "70000"])
+def test_a_prefetch_beyond_amqp_s_16_bits_names_its_variable(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("PREFETCH", value)
+    with pytest.raises(SettingsError, match="PREFETCH"):
+        env_prefetch()
+
+
+def test_a_health_file_is_created_and_reads_unhealthy_until_touched(tmp_path: Path) -> None:
+    path = tmp_path / "healthy"
+    assert writable_health_file("HEALTH_FILE", str(path)) == str(path)
+    assert path.exists()
+    assert not is_fresh(str(path), 30), "healthy before the service is ready"
+
+
+@pytest.mark.parametrize("where", ["missing/healthy", "folder"])
+def test_a_health_file_that_cannot_be_written_names_its_variable(tmp_path: Path, where: str) -> None:
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(SettingsError, match=r"^HEALTH_FILE: cannot write the file"):
+        writable_health_file("HEALTH_FILE", str(tmp_path / where))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder")
+def test_a_health_file_in_a_read_only_folder_names_its_variable(tmp_path: Path) -> None:
+    folder = tmp_path / "read-only"
+    folder.mkdir(mode=0o500)
+    with pytest.raises(SettingsError, match=r"^HEALTH_FILE"):
+        writable_health_file("HEALTH_FILE", str(folder / "healthy"))
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize(
+    ("service", "variable", "value"),
+    [
+        ("model", "PREFETCH", "70000"),
+        ("metric", "PREFETCH", "70000"),
+        ("features", "AMQP_URL", "amqp://guest:guest@127.0.0.1:99999/%2F"),
+        ("metric", "AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F,amqp://guest:guest@127.0.0.1:99999/%2F"),
+        ("model", "AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F?heartbeat=70000"),
+        ("features", "HEALTH_FILE", "/nonexistent/healthy"),
+        ("model", "HEALTH_FILE", "/proc/healthy"),
+        ("plot", "HEALTH_FILE", "/"),
+    ],
+)
+def test_a_setting_that_would_fail_later_stops_the_service_at_start_naming_it(
+    make_services, broker_url: str, service: str, variable: str, value: str
+) -> None:
+    """Values that pass a first look but fail once connected (or once ready) are refused at start: one line, exit 2."""
+    services = make_services(broker_url, **{variable: value})
+    services.start(service)
+    assert services.wait(service, timeout=60) == 2, services.log(service)[-2000:]
+    output = services.log(service).strip().splitlines()
+    assert len(output) == 1 and variable in output[0], output

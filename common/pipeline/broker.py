@@ -5,10 +5,14 @@ A service gives the queues it touches, a handler per queue it consumes and, if i
 
 - publishes are confirmed as a stream: a window of unconfirmed messages, acks and nacks handled as they come;
   nacked messages are published again, and so are a producer's unconfirmed messages after a reconnect; nacks alone
-  for NACK_RECONNECT_AFTER seconds bring a new connection (and channel), to the next node if there are several;
+  from one queue for NACK_RECONNECT_AFTER seconds (whatever other queues confirm meanwhile) bring a new connection
+  (and channel), to the next node if there are several;
 - deliveries are acked only when the service says their effect is safe, with ``multiple=True`` only over a run
   of settled tags; bad messages are rejected (no requeue) into the queue's dead-letter queue;
 - the broker may be down at start or vanish at any time: the service reconnects with capped backoff;
+- a broker short of memory or disk blocks the connection (``connection.blocked``): logged, shown by the gauge
+  ``pipeline_connection_blocked`` and as a problem that stops the touches of HEALTH_FILE until it is unblocked;
+  blocked for BLOCKED_CONNECTION_TIMEOUT, the connection is dropped and opened again;
 - a handler that raises while handling one message costs that message alone: a ``BadMessage`` is rejected into the
   dead-letter queue with its reason, any other exception too, logged as a fault of ours; the connection stays;
 - SIGTERM and SIGINT (``StopSignals``) stop consuming, let in-flight work finish for a few seconds, close (without
@@ -39,7 +43,7 @@ from pipeline.acks import AckLedger
 from pipeline.health import HEALTH_INTERVAL
 from pipeline.messages import CONTENT_TYPE, BadMessage
 from pipeline.publish_window import Outgoing, PublishWindow
-from pipeline.settings import Common
+from pipeline.settings import AMQP_SHORT_MAX, Common, SettingsError
 from pipeline.stop_signals import StopSignals
 from pipeline.topology import dead_letter_queue, declarations
 
@@ -49,12 +53,20 @@ RECONNECT_FIRST_DELAY = 0.5
 RECONNECT_MAX_DELAY = 5.0
 CONFIRM_WINDOW = 2000
 NACK_RETRY_DELAY = 0.5  # seconds before nacked messages go again: a cluster without a majority nacks them at once
-# Nacks with no ack between them for this long: reconnect, to the next node if there are several. RabbitMQ before
-# 3.13 asks a quorum queue's leader as its record names it on a channel's first publish, and if that node just died
-# the channel nacks every publish to the queue until the node returns; a new channel asks again.
+# Nacks for one queue with no ack for it between them for this long: reconnect, to the next node if there are
+# several. RabbitMQ before 3.13 asks a quorum queue's leader as its record names it on a channel's first publish, and
+# if that node just died the channel nacks every publish to the queue until the node returns; a new channel asks
+# again. Counted per queue: the channel goes on confirming publishes to the other queues (features publishes to two).
 NACK_RECONNECT_AFTER = 5.0
 STOP_TIMEOUT = 5.0
 CLOSE_TIMEOUT = 5.0  # seconds to wait for the broker's answer to closing the connection
+# pika's blocked_connection_timeout: seconds a connection may stay blocked by a resource alarm before pika drops it
+# and we connect again (to the next node if there are several). A blocked connection is not read by the broker and
+# not watched by heartbeats, so a node that dies meanwhile would go unnoticed; but an alarm is cluster-wide and a new
+# connection is blocked again at its first publish, each time sending back our unacked deliveries. Five minutes: a
+# dead node is found in that time, and a long alarm costs a reconnect every five minutes, not a storm of them on a
+# broker already short of memory or disk. A URL's own ?blocked_connection_timeout= wins.
+BLOCKED_CONNECTION_TIMEOUT = 300.0
 PRECONDITION_FAILED = 406
 
 
@@ -85,6 +97,14 @@ def persistent(created: int | None = None, expires_in_ms: int | None = None) -> 
     return pika.BasicProperties(delivery_mode=2, content_type=CONTENT_TYPE, timestamp=created, expiration=expiration)
 
 
+def connection_parameters(url: str) -> pika.URLParameters:
+    """pika's parameters for ``url``, with BLOCKED_CONNECTION_TIMEOUT unless the URL sets its own."""
+    parameters = pika.URLParameters(url)
+    if parameters.blocked_connection_timeout is None:
+        parameters.blocked_connection_timeout = BLOCKED_CONNECTION_TIMEOUT
+    return parameters
+
+
 Handler = Callable[[Delivery], None]
 Hook = Callable[[], None]
 
@@ -97,9 +117,13 @@ class Broker:
     """Connection, channel and the bookkeeping of confirms and acks for one service."""
 
     def __init__(self, settings: Common, queues: list[str], *, prefetch: int = 0) -> None:
+        """``prefetch``: unacked deliveries per consumer (PREFETCH), 0 for no limit; beyond AMQP's 16 bits it is a
+        ``SettingsError`` here rather than a failure inside basic_qos at every connect."""
+        if not 0 <= prefetch <= AMQP_SHORT_MAX:
+            raise SettingsError(f"PREFETCH must be from 1 to {AMQP_SHORT_MAX}, got {prefetch}")
         self.ioloop = IOLoop()
         self._settings = settings
-        self._nodes = [pika.URLParameters(url) for url in settings.amqp_urls]
+        self._nodes = [connection_parameters(url) for url in settings.amqp_urls]
         self._node = random.randrange(len(self._nodes))  # services spread over a cluster's nodes
         self._declarations = declarations(queues, settings.queue_type)
         self._prefetch = prefetch
@@ -120,14 +144,14 @@ class Broker:
         self._reconnect_delay = RECONNECT_FIRST_DELAY
         self._reconnect_timer: Any = None
 
+        self._problems: dict[str, str] = {}  # what makes the service unhealthy while it lasts, by name
         self.rejected: Counter[str] = Counter()  # messages rejected into dead-letter queues, by queue
         self.connections_lost = 0
         self._window = PublishWindow(CONFIRM_WINDOW)
         self._acks = AckLedger()
         self._ack_scheduled = False
         self._nack_timer: Any = None
-        self._nacked_since: float | None = None  # first nack since the last ack on this channel
-        self._problems: dict[str, str] = {}  # what makes the service unhealthy now, by name
+        self._nacked_since: dict[str, float] = {}  # by queue: its first nack since its last ack on this channel
 
     # --- what services call -------------------------------------------------------------------
 
@@ -164,13 +188,6 @@ class Broker:
 
     def is_paused(self, queue: str) -> bool:
         return queue in self._paused
-
-    def set_problem(self, name: str, reason: str | None) -> None:
-        """A condition that makes the service unhealthy while it lasts (``reason`` None: it is over)."""
-        if reason is None:
-            self._problems.pop(name, None)
-        else:
-            self._problems[name] = reason
 
     def run(self, *, handle_signals: bool = True) -> int:
         """Connect and serve until stopped; return the process exit code."""
@@ -243,6 +260,19 @@ class Broker:
             self.rejected[delivery.queue] += 1
             metrics.of_queue(metrics.REJECTED, delivery.queue).inc()
 
+    def set_problem(self, name: str, reason: str | None) -> None:
+        """A condition that makes the service unhealthy while it lasts (``reason`` None: it is over)."""
+        if reason is None:
+            if self._problems.pop(name, None) is not None and not self._problems:
+                self._touch_health(reschedule=False)  # healthy again now, not at the next touch
+        else:
+            self._problems[name] = reason
+
+    @property
+    def problems(self) -> dict[str, str]:
+        """The problems that last, by name: their reasons."""
+        return dict(self._problems)
+
     def stop(self, *, drain_forever: bool = False) -> None:
         """Stop consuming and close once in-flight work is confirmed: within STOP_TIMEOUT, or, draining, whenever.
 
@@ -272,17 +302,21 @@ class Broker:
             on_close_callback=self._on_connection_closed,
             custom_ioloop=self.ioloop,
         )
+        self._connection.add_on_connection_blocked_callback(self._on_blocked)
+        self._connection.add_on_connection_unblocked_callback(self._on_unblocked)
 
     def _on_connection_open(self, connection: pika.SelectConnection) -> None:
         connection.channel(on_open_callback=self._on_channel_open)
 
     def _on_connection_open_error(self, _connection: pika.SelectConnection, error: BaseException) -> None:
         self._connection = None
+        self._forget_blocked()
         self._schedule_reconnect(f"broker unreachable at {self.node} ({str(error) or type(error).__name__})")
 
     def _on_connection_closed(self, _connection: pika.SelectConnection, reason: BaseException) -> None:
         self._connection = None
         self._forget_channel()
+        self._forget_blocked()
         if self._state is not State.RUNNING and not self._must_drain():
             LOGGER.info("connection closed")
             self.ioloop.stop()
@@ -290,6 +324,23 @@ class Broker:
         self.connections_lost += 1
         metrics.RECONNECTS.inc()
         self._schedule_reconnect(f"connection lost to {self.node} ({reason})")
+
+    def _on_blocked(self, _connection: Any, frame: Any) -> None:
+        reason = getattr(frame.method, "reason", "") or "a resource alarm"
+        LOGGER.warning(
+            "broker %s blocked the connection (%s): nothing is published until it unblocks it", self.node, reason
+        )
+        metrics.CONNECTION_BLOCKED.set(1)
+        self.set_problem("blocked", f"the broker blocked the connection ({reason})")
+
+    def _on_unblocked(self, _connection: Any, _frame: Any) -> None:
+        LOGGER.warning("broker %s unblocked the connection", self.node)
+        self._forget_blocked()
+
+    def _forget_blocked(self) -> None:
+        """A connection unblocked or gone: a new one is blocked only if it publishes while the alarm lasts."""
+        metrics.CONNECTION_BLOCKED.set(0)
+        self.set_problem("blocked", None)
 
     def _schedule_reconnect(self, why: str) -> None:
         """Try again after the capped backoff, at the next node if there are several."""
@@ -357,7 +408,7 @@ class Broker:
             return
         self._channel = None
         self._ready = False
-        self._nacked_since = None
+        self._nacked_since.clear()
         self._consumer_tags.clear()
         self._generation += 1
         self._acks.clear()
@@ -427,7 +478,7 @@ class Broker:
         if isinstance(method, Basic.Nack):
             for message in confirmed:
                 self._window.wait(message)
-            if self._nacked_too_long():
+            if self._nacked_too_long({message.queue for message in confirmed}):
                 return
             if self._nack_timer is None:
                 LOGGER.warning(
@@ -435,8 +486,8 @@ class Broker:
                 )
                 self._nack_timer = self.ioloop.call_later(NACK_RETRY_DELAY, self._send_waiting)
         else:
-            self._nacked_since = None
             for message in confirmed:
+                self._nacked_since.pop(message.queue, None)
                 metrics.of_queue(metrics.PUBLISHED, message.queue).inc()
                 if message.on_confirmed is not None:
                     message.on_confirmed()
@@ -445,16 +496,20 @@ class Broker:
         elif self.can_publish():
             self._on_window_open()
 
-    def _nacked_too_long(self) -> bool:
-        """True, and the connection closing to be opened again, once nacks alone have come for NACK_RECONNECT_AFTER."""
+    def _nacked_too_long(self, queues: set[str]) -> bool:
+        """True, and the connection closing to be opened again, once one of ``queues`` (just nacked) has had nacks
+        alone for NACK_RECONNECT_AFTER."""
         now = time.monotonic()
-        if self._nacked_since is None:
-            self._nacked_since = now
-        seconds = now - self._nacked_since
+        for queue in queues:
+            self._nacked_since.setdefault(queue, now)
+        queue, since = min(self._nacked_since.items(), key=lambda item: item[1])
+        seconds = now - since
         if seconds < NACK_RECONNECT_AFTER or self._state is State.STOPPING:
             return False
-        LOGGER.warning("broker %s nacked every publish for %.0f s; reconnecting for a new channel", self.node, seconds)
-        self._nacked_since = None
+        LOGGER.warning(
+            "broker %s nacked every publish to %s for %.0f s; reconnecting for a new channel", self.node, queue, seconds
+        )
+        self._nacked_since.clear()
         self._ready = False  # what is published from now on waits for the new channel
         if self._nack_timer is not None:
             self.ioloop.remove_timeout(self._nack_timer)
@@ -492,6 +547,7 @@ class Broker:
         self.ioloop.stop()
 
     def _touch_health(self, reschedule: bool = True) -> None:
+        """Touch HEALTH_FILE while ready and no problem lasts."""
         if self._ready and not self._problems and self._settings.health_file:
             Path(self._settings.health_file).touch()
         if reschedule:

@@ -1,5 +1,8 @@
 """Container healthcheck: healthy while the service touched HEALTH_FILE within the last N seconds.
 
+A service touches it every HEALTH_INTERVAL while connected and no problem lasts (``Broker.set_problem``: a
+connection the broker blocks, say), so it turns unhealthy N seconds into a problem.
+
 Usage: python -m pipeline.health [max_age_seconds]
 """
 

@@ -1,7 +1,8 @@
 """Prometheus metrics every service shares, and the HTTP endpoint that serves them on ``METRICS_PORT``.
 
 The broker counts what crosses the wire: messages published (confirmed by the broker), consumed (acked after their
-work was done) and rejected into a dead-letter queue, each by queue, and reconnects. A service adds its own metrics
+work was done) and rejected into a dead-letter queue, each by queue, and reconnects; and shows whether the broker
+blocks the connection (a resource alarm). A service adds its own metrics
 to the same default registry; ``serve`` exposes them all at ``/metrics`` with ``prometheus_client``.
 """
 
@@ -11,7 +12,7 @@ import functools
 import logging
 from typing import Any
 
-from prometheus_client import Counter, start_http_server
+from prometheus_client import Counter, Gauge, start_http_server
 
 LOGGER = logging.getLogger(__name__)
 
@@ -20,6 +21,9 @@ CONSUMED = Counter("pipeline_messages_consumed", "Messages consumed and acked on
 REJECTED = Counter("pipeline_messages_rejected", "Messages rejected into the queue's dead-letter queue", ["queue"])
 RECONNECTS = Counter(
     "pipeline_reconnects", "Connections to the broker lost, or closed after refused publishes, and opened again"
+)
+CONNECTION_BLOCKED = Gauge(
+    "pipeline_connection_blocked", "1 while the broker blocks the connection (a memory or disk alarm), else 0"
 )
 
 

@@ -26,14 +26,15 @@ ServerT = TypeVar("ServerT")
 
 
 def main(load_settings: Callable[[], SettingsT], run: Callable[[SettingsT], int]) -> int:
-    """Load the settings, set up logging, serve the metrics and run; a bad setting is one line and exit code 2."""
+    """Load the settings, set up logging, serve the metrics and run; a bad setting is one line and exit code 2,
+    also one that only the runner finds (the broker's limit on PREFETCH, say) as it starts."""
     try:
         config = load_settings()
         setup_logging(config.common.log_level)
         listen("METRICS_PORT", config.common.listen_address, config.common.metrics_port, metrics.serve)
+        return run(config)
     except SettingsError as error:
         return report_bad_setting(error)
-    return run(config)
 
 
 def listen(name: str, address: str, port: int, serve: Callable[[str, int], ServerT]) -> ServerT:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
+
+import pika
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 QUEUE_TYPES = ("quorum", "classic")
+AMQP_SHORT_MAX = 65535  # AMQP's 16-bit fields: a prefetch_count, a heartbeat in seconds
 
 
 class SettingsError(ValueError):
@@ -33,7 +38,7 @@ def env_float(name: str, default: float, minimum: float = 0.0) -> float:
     return value
 
 
-def env_int(name: str, default: int, minimum: int = 0) -> int:
+def env_int(name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -43,7 +48,14 @@ def env_int(name: str, default: int, minimum: int = 0) -> int:
         raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
     if value < minimum:
         raise SettingsError(f"{name} must be >= {minimum}, got {raw!r}")
+    if maximum is not None and value > maximum:
+        raise SettingsError(f"{name} must be from {minimum} to {maximum}, got {raw!r}")
     return value
+
+
+def env_prefetch(default: int = 500) -> int:
+    """PREFETCH: unacked deliveries a consumer may hold per queue; AMQP's prefetch_count is 16 bits."""
+    return env_int("PREFETCH", default, minimum=1, maximum=AMQP_SHORT_MAX)
 
 
 def env_port(name: str, default: int) -> int:
@@ -65,6 +77,23 @@ def writable_folder(name: str, path: str) -> str:
     return path
 
 
+def writable_health_file(name: str, path: str) -> str:
+    """``path`` (from variable ``name``) created if missing and checked writable; empty: no health file.
+
+    Its time is set far in the past (if this process owns it): the service reads as unhealthy until it touches
+    the file once ready.
+    """
+    if not path:
+        return path
+    try:
+        Path(path).open("a").close()
+    except OSError as error:
+        raise SettingsError(f"{name}: cannot write the file {path}: {error.strerror or error}") from None
+    with contextlib.suppress(OSError):  # only the file's owner may set its time; writing it is what matters
+        os.utime(path, (0, 0))
+    return path
+
+
 def env_choice(name: str, default: str, choices: Iterable[str]) -> str:
     allowed = tuple(choices)
     value = os.environ.get(name, "").strip() or default
@@ -79,11 +108,34 @@ def env_amqp_url(name: str, default: str) -> str:
     value = os.environ.get(name, "").strip() or default
     urls = split_urls(value)
     for index, url in enumerate(urls, start=1):
+        where = f" (URL {index} of {len(urls)})" if len(urls) > 1 else ""
         parts = urlsplit(url)
         if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
-            where = f" (URL {index} of {len(urls)})" if len(urls) > 1 else ""
             raise SettingsError(f"{name} must look like amqp://user:password@host:5672/%2F{where}, got {url!r}")
+        problem = amqp_url_problem(url)
+        if problem:
+            raise SettingsError(f"{name}{where}: {problem}")
     return value
+
+
+def amqp_url_problem(url: str) -> str | None:
+    """What pika would refuse in an amqp(s) URL, or would fail on once connecting; None if nothing."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        host_and_port = parts.netloc.rpartition("@")[2]  # not the credentials
+        return f"the port must be from 1 to 65535, got {host_and_port!r}"
+    try:  # pika's own parser checks the options (?heartbeat=, ?frame_max=, ...), so none fails at connect time
+        parameters = pika.URLParameters(url)
+    except (ValueError, TypeError) as error:
+        return f"pika refuses it: {error}"
+    heartbeat = parameters.heartbeat
+    if isinstance(heartbeat, int) and heartbeat > AMQP_SHORT_MAX:
+        return f"heartbeat must be at most {AMQP_SHORT_MAX} s (a 16-bit field of AMQP), got {heartbeat}"
+    return None
 
 
 def split_urls(value: str) -> list[str]:
@@ -114,7 +166,7 @@ def load_common() -> Common:
         logs_dir=env_str("LOGS_DIR", "logs"),
         queue_type=env_choice("QUEUE_TYPE", "quorum", QUEUE_TYPES),
         log_level=env_choice("LOG_LEVEL", "INFO", LOG_LEVELS),
-        health_file=env_str("HEALTH_FILE", ""),
+        health_file=writable_health_file("HEALTH_FILE", env_str("HEALTH_FILE", "").strip()),
         metrics_port=env_port("METRICS_PORT", 0),
         listen_address=env_str("LISTEN_ADDRESS", "127.0.0.1").strip() or "127.0.0.1",
     )

@@ -30,7 +30,7 @@ from default_model import DEFAULT_MODEL_PATH  # beside this file: the model the 
 from pipeline import service
 from pipeline.broker import Broker, Delivery, persistent
 from pipeline.messages import decode_features, encode
-from pipeline.settings import Common, SettingsError, env_int, env_str, load_common
+from pipeline.settings import Common, SettingsError, env_prefetch, env_str, load_common
 from pipeline.topology import FEATURES, Y_PRED, dead_letter_queue
 
 LOGGER = logging.getLogger("model")
@@ -51,7 +51,7 @@ class Settings:
 
 def load_settings() -> Settings:
     common = load_common()
-    prefetch = env_int("PREFETCH", 500, minimum=1)
+    prefetch = env_prefetch()
     trusted_types = [name.strip() for name in env_str("MODEL_TRUSTED_TYPES", "").split(",") if name.strip()]
     model_path = env_str("MODEL_PATH", "").strip() or DEFAULT_MODEL_PATH
     return Settings(common, prefetch, load_model(model_path, trusted_types), model_path)
