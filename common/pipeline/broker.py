@@ -549,6 +549,9 @@ class Broker:
     def _touch_health(self, reschedule: bool = True) -> None:
         """Touch HEALTH_FILE while ready and no problem lasts."""
         if self._ready and not self._problems and self._settings.health_file:
-            Path(self._settings.health_file).touch()
+            try:
+                Path(self._settings.health_file).touch()
+            except OSError as error:  # the file's disk full or gone: the healthcheck says so, the service goes on
+                LOGGER.debug("could not touch HEALTH_FILE: %s", error)
         if reschedule:
             self.ioloop.call_later(HEALTH_INTERVAL, self._touch_health)

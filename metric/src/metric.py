@@ -85,7 +85,7 @@ def load_settings() -> Settings:
     settings.writable_folder("LOGS_DIR", common.logs_dir)
     return Settings(
         common=common,
-        prefetch=settings.env_int("PREFETCH", 500, minimum=1),
+        prefetch=settings.env_prefetch(),
         orphan_timeout=settings.env_float("METRIC_ORPHAN_TIMEOUT", 600.0, minimum=1.0),
         max_waiting=settings.env_int("METRIC_MAX_WAITING", 30_000_000, minimum=1),
     )
