@@ -54,6 +54,7 @@ from pipeline.settings import (
     writable_folder,
 )
 from pipeline.status import read_status
+from pipeline.sums import ScaledSums
 from pipeline.timeline import Timeline
 
 LOGGER = logging.getLogger("plot")
@@ -85,14 +86,18 @@ DEFAULT_DRIFT = DriftSettings(window=500, ratio=1.5, reference_rows=1000, refere
 
 
 class ErrorStats:
-    """Everything the pictures, the page and the metrics show, updated from each batch of new rows."""
+    """Everything the pictures, the page and the metrics show, updated from each batch of new rows.
+
+    The sums are ``ScaledSums``: rows whose errors are each finite but add up past the largest float (two near
+    1e308) leave MAE, RMSE and bias finite instead of stopping plot."""
 
     def __init__(self, drift: DriftSettings = DEFAULT_DRIFT) -> None:
         self.histogram = Histogram()
         self.timeline = Timeline()
         self.drift = drift.monitor()
         self.buckets = np.zeros(len(ERROR_BUCKETS) + 1, dtype=np.int64)  # the last one: above every bound
-        self.sum = self._sum_of_squares = self._difference_sum = 0.0
+        self._errors = ScaledSums()
+        self._differences = ScaledSums()
 
     @property
     def rows(self) -> int:
@@ -101,26 +106,30 @@ class ErrorStats:
     def add(self, errors: list[float], differences: list[float] | None = None) -> list[DriftChange]:
         """Add rows' absolute errors (and their ``y_pred - y_true``); return the drift alarm's changes among them."""
         values = np.asarray(errors, dtype=np.float64)
-        self.sum += float(values.sum())
-        self._sum_of_squares += float(np.square(values).sum())
-        self._difference_sum += math.fsum(differences or ())
+        self._errors.add(values)
+        self._differences.add(differences or [])
         self.buckets += np.bincount(np.searchsorted(ERROR_BUCKETS, values), minlength=len(self.buckets))
         self.histogram.add(values)
         self.timeline.add(values)
         return self.drift.add(values)
 
     @property
+    def sum(self) -> float:
+        """The sum of the absolute errors: ``inf`` only once it is beyond the largest float."""
+        return self._errors.total
+
+    @property
     def mae(self) -> float:
-        return self.sum / self.rows if self.rows else 0.0
+        return self._errors.mean
 
     @property
     def rmse(self) -> float:
-        return math.sqrt(self._sum_of_squares / self.rows) if self.rows else 0.0
+        return self._errors.root_mean_square
 
     @property
     def bias(self) -> float:
         """The mean of ``y_pred - y_true``: above 0, the model guesses too high on average."""
-        return self._difference_sum / self.rows if self.rows else 0.0
+        return self._differences.mean
 
 
 class Picture:
