@@ -280,3 +280,19 @@ def test_the_plot_process_keeps_serving_a_csv_with_rows_that_sum_past_the_larges
         assert services.wait("plot", timeout=10) == 0
     finally:
         services.stop_all()
+
+
+def test_the_distribution_shows_the_bulk_and_counts_a_wild_error_beside(tmp_path: Path) -> None:
+    errors = np.random.default_rng(8).exponential(30.0, 2000)
+    rows = [format_row(f"r{n}", 0.0, float(error)) for n, error in enumerate(errors)]
+    (tmp_path / "metric_log.csv").write_bytes(HEADER + b"".join(rows[:1000]) + b"wild,0.0,1e6,1e6\n" + b"".join(rows[1000:]))
+    plotter = Plotter(tmp_path)
+    plotter.refresh()
+    picture = plotter._distribution
+    _left, right = picture.axes.get_xlim()
+    every = np.append(errors, 1e6)
+    assert np.quantile(every, 0.999, method="lower") <= right < 1.03 * np.quantile(every, 0.999, method="lower")
+    above = int((errors > right).sum()) + 1
+    assert picture.outside.get_visible() and picture.outside.get_text() == f"{above} errors above {right:.4g} not shown"
+    assert plotter.snapshot.median == pytest.approx(np.quantile(every, 0.5, method="lower"), rel=0.01)
+    assert plotter.snapshot.p90 == pytest.approx(np.quantile(every, 0.9, method="lower"), rel=0.01)
