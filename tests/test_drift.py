@@ -17,7 +17,9 @@ def per_row(errors: list[float], *, window: int, ratio: float, reference_rows: i
     """The alarm's definition, one row at a time and without numpy: what the vectorised monitor must agree with."""
     clear = 1 + (ratio - 1) / 2
     blocks = np.array_split(np.array(errors[:reference_rows]), min(REFERENCE_BLOCKS, reference_rows))
-    reference = statistics.median(sum(block) / len(block) for block in blocks) if len(errors) >= reference_rows else None
+    reference = (
+        statistics.median(sum(block) / len(block) for block in blocks) if len(errors) >= reference_rows else None
+    )
     alarm, changes = False, []
     for row in range(max(window, reference_rows), len(errors) + 1):
         mean = sum(errors[row - window : row]) / window
@@ -127,7 +129,7 @@ def test_a_wild_row_after_the_reference_raises_the_alarm_for_one_window() -> Non
 def test_rows_near_the_largest_float_weigh_on_the_windows_that_hold_them_only() -> None:
     monitor = DriftMonitor(window=4, ratio=1.5, reference_rows=4)
     monitor.add([1.0, 2.0, 1.0, 2.0])
-    monitor.add([1.7e308, 1.7e308, 1e300] + [0.1, 0.2, 0.3, 0.4, 0.5])  # one batch: one sum would pass inf then nan
+    monitor.add([1.7e308, 1.7e308, 1e300, 0.1, 0.2, 0.3, 0.4, 0.5])  # one batch: one sum would pass inf then nan
     assert monitor.window_mae == (0.2 + 0.3 + 0.4 + 0.5) / 4, "exact once the wild rows left the window"
     monitor.add([1.7e308] * 4)
     assert monitor.window_mae is not None and math.isfinite(monitor.window_mae)

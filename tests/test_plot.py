@@ -9,11 +9,10 @@ from typing import Any
 
 import matplotlib.image
 import numpy as np
+import page
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import page
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.metric_log import format_row
@@ -236,7 +235,9 @@ def test_rows_whose_sums_pass_the_largest_float_leave_every_number_finite(tmp_pa
         max_size=40,
     )
 )
-def test_plot_survives_any_lines_and_any_finite_values(tmp_path: Path, lines: list[tuple[float, float] | bytes]) -> None:
+def test_plot_survives_any_lines_and_any_finite_values(
+    tmp_path: Path, lines: list[tuple[float, float] | bytes]
+) -> None:
     folder = tmp_path / str(abs(hash(repr(lines))))
     folder.mkdir(exist_ok=True)
     rows = [format_row("x", *line) if isinstance(line, tuple) else line + b"\n" for line in lines]
@@ -285,7 +286,9 @@ def test_the_plot_process_keeps_serving_a_csv_with_rows_that_sum_past_the_larges
 def test_the_distribution_shows_the_bulk_and_counts_a_wild_error_beside(tmp_path: Path) -> None:
     errors = np.random.default_rng(8).exponential(30.0, 2000)
     rows = [format_row(f"r{n}", 0.0, float(error)) for n, error in enumerate(errors)]
-    (tmp_path / "metric_log.csv").write_bytes(HEADER + b"".join(rows[:1000]) + b"wild,0.0,1e6,1e6\n" + b"".join(rows[1000:]))
+    (tmp_path / "metric_log.csv").write_bytes(
+        HEADER + b"".join(rows[:1000]) + b"wild,0.0,1e6,1e6\n" + b"".join(rows[1000:])
+    )
     plotter = Plotter(tmp_path)
     plotter.refresh()
     picture = plotter._distribution

@@ -18,11 +18,10 @@ two when they could overflow: one row of 1e308 weighs on exactly the windows tha
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-
 import math
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -114,7 +113,8 @@ class DriftMonitor:
 
     def _changes(self, means: np.ndarray, judged: np.ndarray, first_row: int) -> list[DriftChange]:
         reference = float(self.reference_mae or 0.0)
-        above = np.flatnonzero(judged & (means > self.ratio * reference))  # inf when reference is near the largest float
+        # ratio * reference is inf for a reference near the largest float: then nothing is above it
+        above = np.flatnonzero(judged & (means > self.ratio * reference))
         below = np.flatnonzero(judged & (means < self.clear_ratio * reference))
         changes: list[DriftChange] = []
         start = 0

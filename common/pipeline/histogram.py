@@ -86,7 +86,8 @@ class Histogram:
         bar = np.minimum((middles / top * most).astype(np.int64), most - 1)
         bar_counts = np.bincount(bar, weights=counts[inside], minlength=most)
         bar_counts[0] += self.zeros
-        return Bars(np.rint(bar_counts).astype(np.int64), np.linspace(0.0, top, most + 1), round(float(counts[~inside].sum())))
+        above = round(float(counts[~inside].sum()))
+        return Bars(np.rint(bar_counts).astype(np.int64), np.linspace(0.0, top, most + 1), above)
 
     def _buckets(self) -> tuple[np.ndarray, np.ndarray]:
         """The keys from the lowest non-empty bucket of values above 0 to the highest, and their counts."""

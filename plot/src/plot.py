@@ -2,13 +2,13 @@
 
 error_distribution.png is a histogram of the absolute errors so far up to the 99.9th percentile (the errors above
 are counted in a note), with the row count, MAE, RMSE, median, p90 and p99 (within 1 %), markers at MAE and p90, and
-the time of the last update. error_over_time.png shows MAE and p90 per block of
-consecutive rows, so that drift shows; it is redrawn when a block is complete. Every PLOT_INTERVAL seconds plot reads
-only the bytes appended to the CSV since its last look (complete lines only) and adds them to running sums, a
-log-bucket histogram and the block timeline, none of which grows with the number of rows. Then it redraws one picture that
-changed (both take turns), into a temporary file in the same folder renamed over the old one, so a reader never sees
-a partial PNG. A line that is no row of finite numbers is skipped and counted; a picture that cannot be
-drawn is logged and tried again at the next refresh: whatever the CSV holds, plot neither stops nor hangs.
+the time of the last update. error_over_time.png shows MAE and p90 per block of consecutive rows, so that drift
+shows; it is redrawn when a block is complete. Every PLOT_INTERVAL seconds plot reads only the bytes appended to the
+CSV since its last look (complete lines only) and adds them to running sums, a log-bucket histogram and the block
+timeline, none of which grows with the number of rows. Then it redraws one picture that changed (both take turns),
+into a temporary file in the same folder renamed over the old one, so a reader never sees a partial PNG. A line that
+is no row of finite numbers is skipped and counted; a picture that cannot be drawn is logged and tried again at the
+next refresh: whatever the CSV holds, plot neither stops nor hangs.
 
 The drift alarm (``DriftMonitor``) compares the MAE of the last DRIFT_WINDOW rows with a reference MAE; each change
 of state is one WARNING line, the over-time picture draws the reference and shades the alarm stretches. On WEB_PORT
