@@ -3,6 +3,7 @@
 import json
 import math
 import signal
+import tempfile
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -225,7 +226,7 @@ def test_rows_whose_sums_pass_the_largest_float_leave_every_number_finite(tmp_pa
     assert_finite_numbers(snapshot)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     st.lists(
         st.one_of(
@@ -238,8 +239,7 @@ def test_rows_whose_sums_pass_the_largest_float_leave_every_number_finite(tmp_pa
 def test_plot_survives_any_lines_and_any_finite_values(
     tmp_path: Path, lines: list[tuple[float, float] | bytes]
 ) -> None:
-    folder = tmp_path / str(abs(hash(repr(lines))))
-    folder.mkdir(exist_ok=True)
+    folder = Path(tempfile.mkdtemp(dir=tmp_path))  # a folder of its own: no picture of an earlier example
     rows = [format_row("x", *line) if isinstance(line, tuple) else line + b"\n" for line in lines]
     (folder / "metric_log.csv").write_bytes(HEADER + b"".join(rows))
     plotter = Plotter(folder)
@@ -299,3 +299,14 @@ def test_the_distribution_shows_the_bulk_and_counts_a_wild_error_beside(tmp_path
     assert picture.outside.get_visible() and picture.outside.get_text() == f"{above} errors above {right:.4g} not shown"
     assert plotter.snapshot.median == pytest.approx(np.quantile(every, 0.5, method="lower"), rel=0.01)
     assert plotter.snapshot.p90 == pytest.approx(np.quantile(every, 0.9, method="lower"), rel=0.01)
+
+
+def test_a_mae_far_beyond_the_bars_is_left_out_and_the_picture_drawn(tmp_path: Path) -> None:
+    (tmp_path / "metric_log.csv").write_bytes(HEADER + format_row("a", 0.0, 189.0) + format_row("b", 0.0, -1e308))
+    plotter = Plotter(tmp_path)
+    assert plotter.refresh() is True
+    assert is_png(tmp_path / "error_distribution.png")
+    picture = plotter._distribution
+    assert not picture._mae.get_visible(), "the MAE, 5e307, is far beyond the bars"
+    assert picture._p90.get_visible(), "p90 is the row at rank 0.9 (counted from 0): 189"
+    assert picture.outside.get_text().startswith("1 error above 19")

@@ -167,14 +167,10 @@ class DistributionPicture(Picture):
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self._bars = self.axes.stairs([0.0], [0.0, 1.0], fill=True, color="tab:blue", alpha=0.8)
+        # MAE and p90 as lines, labelled beside; not drawn when beyond the bars (the title gives them)
         self._mae = self.axes.axvline(0, color="tab:orange", linewidth=2)
         self._p90 = self.axes.axvline(0, color="tab:red", linewidth=2, linestyle="--")
-        beside_line: dict[str, Any] = {
-            "transform": self.axes.get_xaxis_transform(),
-            "va": "top",
-            "fontsize": 9,
-            "clip_on": True,  # a line beyond the bars' range is not drawn, nor its label
-        }
+        beside_line: dict[str, Any] = {"transform": self.axes.get_xaxis_transform(), "va": "top", "fontsize": 9}
         self._mae_label = self.axes.text(0, 0.98, " MAE", color="tab:orange", **beside_line)
         self._p90_label = self.axes.text(0, 0.92, " p90", color="tab:red", **beside_line)
         self.outside = self.axes.text(0.99, 0.86, "", ha="right", va="top", fontsize=9, transform=self.axes.transAxes)
@@ -187,6 +183,7 @@ class DistributionPicture(Picture):
     def draw(self, stats: ErrorStats, updated: str) -> None:
         histogram = stats.histogram
         p90 = histogram.quantile(0.9)
+        beyond: list[Any] = []  # a line far beyond the range would overflow Agg's coordinates: it is hidden
         if stats.rows:
             bars = histogram.bars()
             unit = axis_unit(bars.top)
@@ -197,6 +194,7 @@ class DistributionPicture(Picture):
             ):
                 line.set_xdata([value / unit])
                 label.set_x(value / unit)
+                beyond += [line, label] if value > bars.top else []
             self.axes.relim()
             self.axes.autoscale_view()
             self.axes.set_xlim(0, bars.top / unit)
@@ -204,7 +202,7 @@ class DistributionPicture(Picture):
             errors = "error" if bars.above == 1 else "errors"
             self.outside.set_text(f"{bars.above:,} {errors} above {bars.top:.4g} not shown" if bars.above else "")
         for artist in (self._bars, self._mae, self._p90, self._mae_label, self._p90_label, self.outside):
-            artist.set_visible(stats.rows > 0)
+            artist.set_visible(stats.rows > 0 and artist not in beyond)
         self.empty.set_visible(stats.rows == 0)
         self.axes.set_title(
             f"Absolute errors: {stats.rows:,} rows, updated {updated}\n"
