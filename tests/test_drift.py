@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import math
+import statistics
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.drift import MOST_STRETCHES, DriftChange, DriftMonitor
+from pipeline.drift import MOST_STRETCHES, REFERENCE_BLOCKS, DriftChange, DriftMonitor, window_means
 
 
 def per_row(errors: list[float], *, window: int, ratio: float, reference_rows: int) -> list[tuple[int, bool]]:
     """The alarm's definition, one row at a time and without numpy: what the vectorised monitor must agree with."""
     clear = 1 + (ratio - 1) / 2
-    reference = sum(errors[:reference_rows]) / reference_rows if len(errors) >= reference_rows else None
+    blocks = np.array_split(np.array(errors[:reference_rows]), min(REFERENCE_BLOCKS, reference_rows))
+    reference = (
+        statistics.median(sum(block) / len(block) for block in blocks) if len(errors) >= reference_rows else None
+    )
     alarm, changes = False, []
     for row in range(max(window, reference_rows), len(errors) + 1):
         mean = sum(errors[row - window : row]) / window
@@ -99,3 +105,47 @@ def test_memory_is_the_window_and_a_bounded_list_of_stretches() -> None:
 def test_settings_that_mean_nothing_are_refused(window: int, ratio: float, rows: int) -> None:
     with pytest.raises(ValueError, match="window"):
         DriftMonitor(window=window, ratio=ratio, reference_rows=rows)
+
+
+def test_one_wild_row_in_the_reference_leaves_the_alarm_for_a_model_fifty_times_worse() -> None:
+    generator = np.random.default_rng(12)
+    reference = generator.exponential(30.0, 1000)
+    reference[400] = 1e6  # one valid row of a wild error: the mean of the first rows would be 1.0e3
+    monitor = DriftMonitor(window=500, ratio=1.5, reference_rows=1000)
+    assert monitor.add(reference) == []
+    assert monitor.reference_mae == pytest.approx(30.0, rel=0.15), "the median of the blocks' MAEs"
+    assert monitor.add(generator.exponential(30.0, 5000)) == [], "stationary: nothing"
+    changes = monitor.add(generator.exponential(50 * 30.0, 1000))
+    assert [change.alarm for change in changes] == [True]
+
+
+def test_a_wild_row_after_the_reference_raises_the_alarm_for_one_window() -> None:
+    monitor = DriftMonitor(window=100, ratio=1.5, reference_rows=100)
+    monitor.add([1.0] * 300)
+    changes = monitor.add([1e6] + [1.0] * 300)
+    assert [(change.row, change.alarm) for change in changes] == [(301, True), (401, False)]
+
+
+def test_rows_near_the_largest_float_weigh_on_the_windows_that_hold_them_only() -> None:
+    monitor = DriftMonitor(window=4, ratio=1.5, reference_rows=4)
+    monitor.add([1.0, 2.0, 1.0, 2.0])
+    monitor.add([1.7e308, 1.7e308, 1e300, 0.1, 0.2, 0.3, 0.4, 0.5])  # one batch: one sum would pass inf then nan
+    assert monitor.window_mae == (0.2 + 0.3 + 0.4 + 0.5) / 4, "exact once the wild rows left the window"
+    monitor.add([1.7e308] * 4)
+    assert monitor.window_mae is not None and math.isfinite(monitor.window_mae)
+    assert monitor.window_mae == pytest.approx(1.7e308)
+
+
+def test_window_means_are_exact_sums_of_their_own_values() -> None:
+    values = np.array([1e300, 1.0, 2.0, 3.0, 1.7e308, 1.7e308, 4.0, 5.0, 6.0, 7.0])
+    means = window_means(values, 3)
+    expected = [math.fsum(values[start : start + 3] / 3) for start in range(len(values) - 2)]
+    assert means.tolist() == pytest.approx(expected, rel=1e-15)
+    assert means[1] == 2.0 and means[-1] == 6.0 and np.isfinite(means).all()
+
+
+def test_a_reference_near_the_largest_float_keeps_a_finite_threshold() -> None:
+    monitor = DriftMonitor(window=2, ratio=1.5, reference_rows=2)
+    assert monitor.add([1.7e308, 1.7e308, 1.7e308]) == []
+    assert monitor.reference_mae == 1.7e308
+    assert monitor.threshold is not None and math.isfinite(monitor.threshold)

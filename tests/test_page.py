@@ -47,9 +47,9 @@ def csv_numbers(csv: Path) -> dict[str, float]:
         "mae": float(errors.mean()),
         "rmse": float(np.sqrt(np.square(errors).mean())),
         "bias": float((data[:, 1] - data[:, 0]).mean()),
-        "median": float(np.median(errors)),
-        "p90": float(np.quantile(errors, 0.9)),
-        "p99": float(np.quantile(errors, 0.99)),
+        "median": float(np.quantile(errors, 0.5, method="lower")),
+        "p90": float(np.quantile(errors, 0.9, method="lower")),
+        "p99": float(np.quantile(errors, 0.99, method="lower")),
         "max": float(errors.max()),
     }
 
@@ -148,14 +148,12 @@ def test_the_summary_holds_the_numbers_of_the_csv(page: tuple[Page, Services, Pa
     expected = csv_numbers(csv)
     for key in ("mae", "rmse", "bias"):
         assert math.isclose(summary[key], expected[key], rel_tol=1e-9), key
-    for key in ("median", "p90", "p99"):  # from the fine histogram: within a bin of 1/1024 of the range
-        assert abs(summary[key] - expected[key]) <= 2 * expected["max"] / 1024, key
+    for key in ("median", "p90", "p99"):  # from the log-bucket histogram: within 1 % of the row at that rank
+        assert math.isclose(summary[key], expected[key], rel_tol=0.01), key
     assert summary["drift"]["alarm"] is False
-    assert math.isclose(
-        summary["drift"]["reference_mae"],
-        float(np.loadtxt(csv, delimiter=",", skiprows=1, usecols=3)[:500].mean()),
-        rel_tol=1e-9,
-    )
+    blocks = np.array_split(np.loadtxt(csv, delimiter=",", skiprows=1, usecols=3)[:500], 10)
+    reference = float(np.median([block.mean() for block in blocks]))  # the median of the MAEs of 10 blocks
+    assert math.isclose(summary["drift"]["reference_mae"], reference, rel_tol=1e-9)
     assert age_before <= summary["seconds_since_last_row"] <= age_after, "the age of the CSV's last write"
 
 

@@ -1,18 +1,25 @@
 """The plot reads a growing CSV and keeps a valid PNG; it redraws only when rows were added."""
 
+import json
+import math
 import signal
+import tempfile
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import matplotlib.image
 import numpy as np
+import page
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.metric_log import CsvTail
+from pipeline.metric_log import CsvTail, format_row
 from pipeline.timeline import FIRST_BLOCK
-from plot import DriftSettings, Plotter
-from tests.helpers import Services, wait_until
+from plot import DriftSettings, Plotter, Snapshot
+from tests.helpers import Services, free_port, port_open, wait_until
 
 HEADER = b"id,y_true,y_pred,absolute_error\n"
 
@@ -232,3 +239,121 @@ def test_the_error_over_time_shows_every_block_after_an_empty_start_and_the_drif
     [alarm] = picture._alarms
     assert alarm.get_x() > 20 * FIRST_BLOCK, "the shaded stretch starts after the shift"
     assert plotter.snapshot.drift["alarm"] is True and plotter.snapshot.drift["alarms"] == 1
+
+
+# each finite, so metric writes them; two of them sum past the largest float (about 1.8e308)
+WILD_ROWS = b"".join(format_row(f"wild-{n}", -8e307, 8e307) for n in range(2))
+HUGE_FLOATS = st.sampled_from([1e308, -1e308, 1.7976931348623157e308, -1.7976931348623157e308, 8e307, 5e-324, 0.0])
+
+
+def strict_json(numbers: Any) -> Any:
+    """``numbers`` through JSON as a strict parser reads it: ``Infinity`` and ``NaN`` are no JSON."""
+    return json.loads(json.dumps(numbers), parse_constant=lambda name: pytest.fail(f"{name} in the JSON"))
+
+
+def assert_finite_numbers(snapshot: Snapshot) -> None:
+    numbers = page.summary(snapshot, now=0.0, stalled_after=15.0)
+    strict_json(numbers)
+    for name in ("mae", "rmse", "median", "p90", "p99", "bias"):
+        assert math.isfinite(numbers[name]), (name, numbers[name])
+
+
+def test_rows_whose_sums_pass_the_largest_float_leave_every_number_finite(tmp_path: Path) -> None:
+    csv = tmp_path / "metric_log.csv"
+    csv.write_bytes(HEADER + b"a,1.0,3.0,2.0\n" + WILD_ROWS + b"b,1.0,2.0,1.0\n")
+    plotter = Plotter(tmp_path)
+    while plotter.refresh():
+        pass
+    snapshot = plotter.snapshot
+    assert snapshot.rows == 4
+    assert snapshot.mae == pytest.approx(1.6e308 / 2 + 3.0 / 4)
+    assert snapshot.bias == pytest.approx(1.6e308 / 2 + 3.0 / 4)
+    assert snapshot.rmse == pytest.approx(1.6e308 / math.sqrt(2))
+    assert snapshot.error_sum == math.inf, "the true sum is beyond the largest float: /metrics says +Inf"
+    assert_finite_numbers(snapshot)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.floats(allow_nan=False, allow_infinity=False) | HUGE_FLOATS, st.floats() | HUGE_FLOATS),
+            st.binary(max_size=60),
+        ),
+        max_size=40,
+    )
+)
+def test_plot_survives_any_lines_and_any_finite_values(
+    tmp_path: Path, lines: list[tuple[float, float] | bytes]
+) -> None:
+    folder = Path(tempfile.mkdtemp(dir=tmp_path))  # a folder of its own: no picture of an earlier example
+    rows = [format_row("x", *line) if isinstance(line, tuple) else line + b"\n" for line in lines]
+    (folder / "metric_log.csv").write_bytes(HEADER + b"".join(rows))
+    plotter = Plotter(folder)
+    for _ in range(3):
+        plotter.refresh()
+    assert_finite_numbers(plotter.snapshot)
+    assert is_png(folder / "error_distribution.png")
+
+
+def test_the_plot_process_keeps_serving_a_csv_with_rows_that_sum_past_the_largest_float(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    csv = logs / "metric_log.csv"
+    csv.write_bytes(HEADER + b"".join(b"r%d,1.0,2.0,1.0\n" % n for n in range(100)) + WILD_ROWS)
+    web, metrics = free_port(), free_port()
+    environment = {"LOGS_DIR": str(logs), "PLOT_INTERVAL": "0.1", "WEB_PORT": str(web), "METRICS_PORT": str(metrics)}
+    services = Services(tmp_path, environment)
+    plot = services.start("plot")
+
+    def summary() -> dict[str, Any]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{web}/summary.json", timeout=10) as response:
+            return strict_json(json.loads(response.read()))
+
+    try:
+        wait_until(lambda: port_open(web) and port_open(metrics), 30, "the page and the metrics to listen")
+        wait_until(lambda: summary()["rows"] == 102 and all(summary()["pictures"].values()), 30, "both pictures")
+        drawn = summary()["pictures"]["error_distribution"]  # its address, which changes when drawn
+        with csv.open("ab") as file:
+            file.write(b"later,1.0,1.5,0.5\n" + WILD_ROWS)
+        wait_until(lambda: summary()["rows"] == 105, 30, "the rows written after the wild ones")
+        wait_until(lambda: summary()["pictures"]["error_distribution"] != drawn, 30, "the distribution drawn again")
+        assert plot.poll() is None, services.log("plot")
+        assert "could not draw" not in services.log("plot")
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=10) as response:
+            families = {family.name: family for family in text_string_to_metric_families(response.read().decode())}
+        [mean] = families["pipeline_absolute_error_mean"].samples
+        assert mean.value == pytest.approx(1.6e308 / 105 * 4 + 100.5 / 105)
+        services.signal("plot", signal.SIGTERM)
+        assert services.wait("plot", timeout=10) == 0
+    finally:
+        services.stop_all()
+
+
+def test_the_distribution_shows_the_bulk_and_counts_a_wild_error_beside(tmp_path: Path) -> None:
+    errors = np.random.default_rng(8).exponential(30.0, 2000)
+    rows = [format_row(f"r{n}", 0.0, float(error)) for n, error in enumerate(errors)]
+    (tmp_path / "metric_log.csv").write_bytes(
+        HEADER + b"".join(rows[:1000]) + b"wild,0.0,1e6,1e6\n" + b"".join(rows[1000:])
+    )
+    plotter = Plotter(tmp_path)
+    plotter.refresh()
+    picture = plotter._distribution
+    _left, right = picture.axes.get_xlim()
+    every = np.append(errors, 1e6)
+    assert np.quantile(every, 0.999, method="lower") <= right < 1.03 * np.quantile(every, 0.999, method="lower")
+    above = int((errors > right).sum()) + 1
+    assert picture.outside.get_visible() and picture.outside.get_text() == f"{above} errors above {right:.4g} not shown"
+    assert plotter.snapshot.median == pytest.approx(np.quantile(every, 0.5, method="lower"), rel=0.01)
+    assert plotter.snapshot.p90 == pytest.approx(np.quantile(every, 0.9, method="lower"), rel=0.01)
+
+
+def test_a_mae_far_beyond_the_bars_is_left_out_and_the_picture_drawn(tmp_path: Path) -> None:
+    (tmp_path / "metric_log.csv").write_bytes(HEADER + format_row("a", 0.0, 189.0) + format_row("b", 0.0, -1e308))
+    plotter = Plotter(tmp_path)
+    assert plotter.refresh() is True
+    assert is_png(tmp_path / "error_distribution.png")
+    picture = plotter._distribution
+    assert not picture._mae.get_visible(), "the MAE, 5e307, is far beyond the bars"
+    assert picture._p90.get_visible(), "p90 is the row at rank 0.9 (counted from 0): 189"
+    assert picture.outside.get_text().startswith("1 error above 19")

@@ -33,3 +33,9 @@ def test_merged_percentiles_match_those_of_both_blocks_together() -> None:
     merged = merge_percentiles(np.percentile(first, PERCENTILES), np.percentile(second, PERCENTILES))
     together = np.percentile(np.concatenate([first, second]), PERCENTILES)
     assert merged[[10, 50, 90]] == pytest.approx(together[[10, 50, 90]], rel=0.02)
+
+
+def test_blocks_of_errors_near_the_largest_float_have_finite_means() -> None:
+    timeline = Timeline(block_size=4, most=2)
+    timeline.add([1.7e308] * 8 + [1.0] * 8)
+    assert timeline.means == [1.7e308, 1.0], "two blocks of 4 merged into blocks of 8"

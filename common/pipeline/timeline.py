@@ -43,14 +43,15 @@ class Timeline:
             blocks = data[: count * self.block_size].reshape(count, self.block_size)
             start += count * self.block_size
             self.ends.extend(range(start - (count - 1) * self.block_size, start + 1, self.block_size))
-            self.means.extend(blocks.mean(axis=1).tolist())
+            # each value divided first: a block of errors near the largest float has a finite mean, not inf
+            self.means.extend((blocks / self.block_size).sum(axis=1).tolist())
             self._percentiles.extend(np.percentile(blocks, PERCENTILES, axis=1).T)
             data = data[count * self.block_size :]
         self._open = data.copy()  # not a view, which would keep the whole batch alive
 
     def _merge_pairs(self) -> None:
         self.ends = self.ends[1::2]
-        self.means = [(first + second) / 2 for first, second in zip(self.means[0::2], self.means[1::2], strict=True)]
+        self.means = [first / 2 + second / 2 for first, second in zip(self.means[0::2], self.means[1::2], strict=True)]
         pairs = zip(self._percentiles[0::2], self._percentiles[1::2], strict=True)
         self._percentiles = [merge_percentiles(first, second) for first, second in pairs]
         self.block_size *= 2

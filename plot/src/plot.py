@@ -1,13 +1,14 @@
 """plot: keeps two pictures of metric_log.csv up to date: the distribution of the absolute errors and their course.
 
-error_distribution.png is a histogram of every absolute error so far, with the row count, MAE, RMSE, median, p90 and
-p99, markers at MAE and p90, and the time of the last update. error_over_time.png shows MAE and p90 per block of
-consecutive rows, so that drift shows; it is redrawn when a block is complete. Every PLOT_INTERVAL seconds plot reads
-only the bytes appended to the CSV since its last look (complete lines only) and adds them to running sums, a fine
-histogram and the block timeline, none of which grows with the number of rows. Then it redraws one picture that
-changed (both take turns), into a temporary file in the same folder renamed over the old one, so a reader never sees
-a partial PNG. A line that is no row of finite numbers is skipped and counted; a picture that cannot be
-drawn is logged and tried again at the next refresh: whatever the CSV holds, plot neither stops nor hangs.
+error_distribution.png is a histogram of the absolute errors so far up to the 99.9th percentile (the errors above
+are counted in a note), with the row count, MAE, RMSE, median, p90 and p99 (within 1 %), markers at MAE and p90, and
+the time of the last update. error_over_time.png shows MAE and p90 per block of consecutive rows, so that drift
+shows; it is redrawn when a block is complete. Every PLOT_INTERVAL seconds plot reads only the bytes appended to the
+CSV since its last look (complete lines only) and adds them to running sums, a log-bucket histogram and the block
+timeline, none of which grows with the number of rows. Then it redraws one picture that changed (both take turns),
+into a temporary file in the same folder renamed over the old one, so a reader never sees a partial PNG. A line that
+is no row of finite numbers is skipped and counted; a picture that cannot be drawn is logged and tried again at the
+next refresh: whatever the CSV holds, plot neither stops nor hangs.
 
 The drift alarm (``DriftMonitor``) compares the MAE of the last DRIFT_WINDOW rows with a reference MAE; each change
 of state is one WARNING line, the over-time picture draws the reference and shades the alarm stretches. On WEB_PORT
@@ -55,6 +56,7 @@ from pipeline.settings import (
     writable_folder,
 )
 from pipeline.status import read_status
+from pipeline.sums import ScaledSums
 from pipeline.timeline import Timeline
 
 LOGGER = logging.getLogger("plot")
@@ -86,14 +88,18 @@ DEFAULT_DRIFT = DriftSettings(window=500, ratio=1.5, reference_rows=1000, refere
 
 
 class ErrorStats:
-    """Everything the pictures, the page and the metrics show, updated from each batch of new rows."""
+    """Everything the pictures, the page and the metrics show, updated from each batch of new rows.
+
+    The sums are ``ScaledSums``: rows whose errors are each finite but add up past the largest float (two near
+    1e308) leave MAE, RMSE and bias finite instead of stopping plot."""
 
     def __init__(self, drift: DriftSettings = DEFAULT_DRIFT) -> None:
         self.histogram = Histogram()
         self.timeline = Timeline()
         self.drift = drift.monitor()
         self.buckets = np.zeros(len(ERROR_BUCKETS) + 1, dtype=np.int64)  # the last one: above every bound
-        self.sum = self._sum_of_squares = self._difference_sum = 0.0
+        self._errors = ScaledSums()
+        self._differences = ScaledSums()
 
     @property
     def rows(self) -> int:
@@ -102,26 +108,30 @@ class ErrorStats:
     def add(self, errors: list[float], differences: list[float] | None = None) -> list[DriftChange]:
         """Add rows' absolute errors (and their ``y_pred - y_true``); return the drift alarm's changes among them."""
         values = np.asarray(errors, dtype=np.float64)
-        self.sum += float(values.sum())
-        self._sum_of_squares += float(np.square(values).sum())
-        self._difference_sum += math.fsum(differences or ())
+        self._errors.add(values)
+        self._differences.add(differences or [])
         self.buckets += np.bincount(np.searchsorted(ERROR_BUCKETS, values), minlength=len(self.buckets))
         self.histogram.add(values)
         self.timeline.add(values)
         return self.drift.add(values)
 
     @property
+    def sum(self) -> float:
+        """The sum of the absolute errors: ``inf`` only once it is beyond the largest float."""
+        return self._errors.total
+
+    @property
     def mae(self) -> float:
-        return self.sum / self.rows if self.rows else 0.0
+        return self._errors.mean
 
     @property
     def rmse(self) -> float:
-        return math.sqrt(self._sum_of_squares / self.rows) if self.rows else 0.0
+        return self._errors.root_mean_square
 
     @property
     def bias(self) -> float:
         """The mean of ``y_pred - y_true``: above 0, the model guesses too high on average."""
-        return self._difference_sum / self.rows if self.rows else 0.0
+        return self._differences.mean
 
 
 class Picture:
@@ -159,14 +169,19 @@ class Picture:
 
 
 class DistributionPicture(Picture):
+    """Bars over [0, the bucket of the 99.9th percentile] (``Histogram.bars``); the errors above are counted in a
+    note, so that a few wild rows cannot squeeze the bulk into one bar."""
+
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self._bars = self.axes.stairs([0.0], [0.0, 1.0], fill=True, color="tab:blue", alpha=0.8)
+        # MAE and p90 as lines, labelled beside; not drawn when beyond the bars (the title gives them)
         self._mae = self.axes.axvline(0, color="tab:orange", linewidth=2)
         self._p90 = self.axes.axvline(0, color="tab:red", linewidth=2, linestyle="--")
         beside_line: dict[str, Any] = {"transform": self.axes.get_xaxis_transform(), "va": "top", "fontsize": 9}
         self._mae_label = self.axes.text(0, 0.98, " MAE", color="tab:orange", **beside_line)
         self._p90_label = self.axes.text(0, 0.92, " p90", color="tab:red", **beside_line)
+        self.outside = self.axes.text(0.99, 0.86, "", ha="right", va="top", fontsize=9, transform=self.axes.transAxes)
         self.axes.yaxis.set_major_locator(MaxNLocator(6, integer=True))  # rows are whole
         self.axes.set_xlabel("absolute error |y_true - y_pred|")
         self.axes.set_ylabel("rows")
@@ -176,21 +191,26 @@ class DistributionPicture(Picture):
     def draw(self, stats: ErrorStats, updated: str) -> None:
         histogram = stats.histogram
         p90 = histogram.quantile(0.9)
+        beyond: list[Any] = []  # a line far beyond the range would overflow Agg's coordinates: it is hidden
         if stats.rows:
-            counts, edges = histogram.bars()
-            self._bars.set_data(counts, edges)
+            bars = histogram.bars()
+            unit = axis_unit(bars.top)
+            self._bars.set_data(bars.counts, bars.edges / unit)
             for line, label, value in (
                 (self._mae, self._mae_label, stats.mae),
                 (self._p90, self._p90_label, p90),
             ):
-                line.set_xdata([value])
-                label.set_x(value)
+                line.set_xdata([value / unit])
+                label.set_x(value / unit)
+                beyond += [line, label] if value > bars.top else []
             self.axes.relim()
             self.axes.autoscale_view()
-            if math.isfinite(edges[-1]):
-                self.axes.set_xlim(0, edges[-1])
-        for artist in (self._bars, self._mae, self._p90, self._mae_label, self._p90_label):
-            artist.set_visible(stats.rows > 0)
+            self.axes.set_xlim(0, bars.top / unit)
+            self.axes.set_xlabel(f"absolute error |y_true - y_pred|{f' (x {unit:g})' if unit != 1 else ''}")
+            errors = "error" if bars.above == 1 else "errors"
+            self.outside.set_text(f"{bars.above:,} {errors} above {bars.top:.4g} not shown" if bars.above else "")
+        for artist in (self._bars, self._mae, self._p90, self._mae_label, self._p90_label, self.outside):
+            artist.set_visible(stats.rows > 0 and artist not in beyond)
         self.empty.set_visible(stats.rows == 0)
         self.axes.set_title(
             f"Absolute errors: {stats.rows:,} rows, updated {updated}\n"
@@ -199,6 +219,12 @@ class DistributionPicture(Picture):
             fontsize=10,
         )
         self.save()
+
+
+def axis_unit(top: float) -> float:
+    """1, or for a range near the largest float (whose ticks matplotlib cannot compute) the power of ten it is
+    drawn in."""
+    return 1.0 if top < 1e300 else 10.0 ** math.floor(math.log10(top))
 
 
 class OverTimePicture(Picture):
