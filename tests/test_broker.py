@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import threading
 import time
 import urllib.request
@@ -261,6 +262,30 @@ def test_a_broker_that_stops_answering_does_not_hold_a_stop(own_rabbit: RabbitNo
         print(f"stopped {time.monotonic() - started:.1f} s after the stop, without the broker's answer")
     finally:
         own_rabbit.signal(signal.SIGCONT)
+
+
+def test_a_stop_while_the_connection_is_still_opening_ends_the_loop_cleanly() -> None:
+    """SIGTERM may come between the TCP connect and the broker's answer (pika cannot abort that handshake)."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, and never says a word of AMQP
+        port = silent.getsockname()[1]
+        broker = Broker(Common(f"amqp://guest:guest@127.0.0.1:{port}/%2F", "", "quorum", "INFO", ""), [QUEUE])
+        ended: list[object] = []
+
+        def run() -> None:
+            try:
+                ended.append(broker.run(handle_signals=False))
+            except BaseException as error:
+                ended.append(error)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        silent.settimeout(30)
+        connection, _address = silent.accept()
+        with connection:
+            assert connection.recv(8) == b"AMQP\x00\x00\x09\x01", "the client's protocol header: it waits for us"
+            broker.ioloop.add_callback_threadsafe(broker.stop)
+            thread.join(15)
+    assert not thread.is_alive() and ended == [0], ended
 
 
 def test_a_problem_stops_the_touches_of_the_health_file_while_it_lasts(

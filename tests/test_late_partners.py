@@ -64,6 +64,7 @@ def test_halves_whose_partner_never_comes_go_once_the_other_stream_has_passed_th
     assert "to the dead-letter queues: the other stream had passed them" in stream.services.log("metric")
 
 
+@pytest.mark.timeout(900)  # 200,000 rows through features, then model and metric: minutes on a busy machine
 def test_more_halves_than_memory_holds_wait_on_disk_and_a_restart_brings_no_phantom(stream: Stream) -> None:
     rows = 200_000  # four times what metric keeps in memory
     stream.start("metric", FEATURES_INTERVAL="0", FEATURES_LIMIT=str(rows))

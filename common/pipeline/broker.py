@@ -306,6 +306,9 @@ class Broker:
         self._connection.add_on_connection_unblocked_callback(self._on_unblocked)
 
     def _on_connection_open(self, connection: pika.SelectConnection) -> None:
+        if self._state is not State.RUNNING:  # stopped while it was opening: close it now that it can be
+            self._close()
+            return
         connection.channel(on_open_callback=self._on_channel_open)
 
     def _on_connection_open_error(self, _connection: pika.SelectConnection, error: BaseException) -> None:
@@ -536,9 +539,11 @@ class Broker:
             self.ioloop.stop()
             return
         self._flush_acks()
-        if not (self._connection.is_closing or self._connection.is_closed):
+        if self._connection.is_open:
             self._connection.close()
-            self.ioloop.call_later(CLOSE_TIMEOUT, self._stop_without_close_ok)
+        # still opening: pika 1.4 cannot abort its handshake (it reports the class AMQPConnectionWorkflowAborted
+        # where an instance is expected, and raises), so it closes once open, or fails, or the timer stops the loop
+        self.ioloop.call_later(CLOSE_TIMEOUT, self._stop_without_close_ok)
 
     def _stop_without_close_ok(self) -> None:
         """A broker busy electing leaders may not answer the close for long: what was acked or confirmed is safe,
