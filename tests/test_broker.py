@@ -200,10 +200,15 @@ def test_a_broker_that_keeps_nacking_gets_a_new_connection_and_nothing_goes_twic
         assert not confirmed
     finally:
         rabbit.ctl("rabbitmqctl", "clear_policy", "full")
+    assert_confirmed_once(running, confirmed, broker_url, queue, fillers)
+
+
+def assert_confirmed_once(running: Running, confirmed: list[bytes], url: str, queue: str, fillers: int) -> None:
+    """Once the queue takes messages again, the refused one is confirmed on a new channel, and is in it once."""
     wait_until(lambda: confirmed, 30, "the confirm on a new channel once the limit is lifted")
     running.stop()
     assert confirmed == [b"one"]
-    assert queue_depths(broker_url)[queue] == fillers + 1, "the fillers and the message, once"
+    assert queue_depths(url)[queue] == fillers + 1, "the fillers and the message, once"
 
 
 def test_nacks_from_one_queue_bring_a_new_connection_while_another_queue_confirms(
@@ -231,10 +236,7 @@ def test_nacks_from_one_queue_bring_a_new_connection_while_another_queue_confirm
         assert not confirmed
     finally:
         rabbit.ctl("rabbitmqctl", "clear_policy", "full")
-    wait_until(lambda: confirmed, 30, "the confirm on a new channel once the limit is lifted")
-    running.stop()
-    assert confirmed == [b"one"]
-    assert queue_depths(broker_url)[refusing] == fillers + 1, "the fillers and the message, once"
+    assert_confirmed_once(running, confirmed, broker_url, refusing, fillers)
     delete_queue(broker_url, accepting)
 
 
