@@ -228,7 +228,7 @@ def assert_memory_limited(stack: Stack, containers: list[str], brokers: tuple[st
         if service in brokers:
             command = ["docker", "exec", container, "rabbitmq-diagnostics", "-q", "status", "--formatter", "json"]
             status = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
-            watermark = int(status["vm_memory_limit"])
+            watermark = int(status["vm_memory_high_watermark_limit"])
             print(f"{service}: memory high watermark {watermark / 2**20:.0f} MiB")
             assert 0 < watermark < limit, f"{service}'s watermark {watermark} is not inside its limit {limit}"
 
