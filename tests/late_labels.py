@@ -24,13 +24,20 @@ def late_labels_survive_a_killed_features(stream: Stream, delay: float, rows_bef
 
     wait_until(confirmed_enough, 60, f"{rows_before_kill} confirmed rows", poll=0.02)
     stream.services.kill("features")
-    # Which labels must still be held depends on the clock, not on how fast the rows came: those not yet due.
+    held = queue_depths(stream.url)[Y_TRUE_DELAYED]
+    # Which labels must still be held depends on the clock, not on how fast the rows came: those not due when the
+    # depth was read (the clock read after it, so a label coming due meanwhile is not counted).
     due_by, published = time.time() - delay, ledger_published_at(stream.ledger)
     not_due = [row_id for row_id in ledger_ids(stream.ledger) if published[row_id] > due_by]
-    held = queue_depths(stream.url)[Y_TRUE_DELAYED]
     assert held >= len(not_due), f"the broker holds {held} late labels, {len(not_due)} of them not due yet"
-    stream.services.start("features", FEATURES_LIMIT="300", FEATURES_LEDGER=str(stream.ledger), **late)
-    assert stream.services.wait("features", timeout=60) == 0
+    features = stream.services.start("features", FEATURES_LIMIT="300", FEATURES_LEDGER=str(stream.ledger), **late)
+
+    def features_done() -> bool:
+        watch.look()  # rows keep coming meanwhile: each seen as soon as it is written
+        return features.poll() is not None
+
+    wait_until(features_done, 60, "features to publish 300 rows and exit", poll=0.02)
+    assert features.returncode == 0
 
     confirmed = ledger_ids(stream.ledger)
     wait_until(lambda: watch.look() >= len(confirmed), 60 + 2 * delay, f"{len(confirmed)} rows", poll=0.02)
