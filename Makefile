@@ -7,7 +7,7 @@ PYTHON := $(VENV)/bin/python
 RABBITMQ_SERVER := /usr/lib/rabbitmq/bin/rabbitmq-server
 SERVICE_REQUIREMENTS := features/requirements.txt model/requirements.txt metric/requirements.txt plot/requirements.txt
 
-.PHONY: help install train pictures test e2e chaos bench lint format rabbitmq browser up up-cluster down clean
+.PHONY: help install train pictures test e2e chaos bench lint format rabbitmq browser up up-cluster cookie down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -70,8 +70,13 @@ format: install ## Reformat the code with ruff
 up: ## Build and start the stack with Docker Compose
 	docker compose up --build
 
-up-cluster: ## Build and start the stack on a three-node RabbitMQ cluster (docker-compose.cluster.yml)
+up-cluster: rabbitmq/erlang.cookie ## Build and start the stack on a three-node RabbitMQ cluster (docker-compose.cluster.yml)
 	docker compose -f docker-compose.yml -f docker-compose.cluster.yml up --build
+
+cookie: rabbitmq/erlang.cookie ## Write this installation's Erlang cookie for the cluster (rabbitmq/erlang.cookie, git-ignored), once
+
+rabbitmq/erlang.cookie:
+	umask 077 && python3 -c 'import secrets; print(secrets.token_hex(32))' > $@.tmp && mv $@.tmp $@
 
 down: ## Stop the stack (add `-v` by hand to also drop the broker's data)
 	docker compose down

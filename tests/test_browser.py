@@ -57,7 +57,8 @@ def test_the_page_shows_the_csv_live_in_a_real_browser(browser: Browser, tmp_pat
         assert math.isclose(number(page, "#rmse"), expected["rmse"], rel_tol=1e-6)
         assert math.isclose(number(page, "#bias"), expected["bias"], rel_tol=1e-6)
         assert page.text_content("#drift-state") == "ok"
-        assert page.is_hidden("#drift-banner") and page.is_hidden("#stalled-banner")
+        # (not the stalled banner: it rightly shows once STALLED_AFTER passes, which a busy machine's checks may take)
+        assert page.is_hidden("#drift-banner")
         first = picture_urls(page)
 
         page.evaluate("window.sameDocument = true")

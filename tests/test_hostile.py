@@ -110,6 +110,7 @@ def test_hostile_messages_are_rejected_once_each_while_every_good_row_arrives(st
     stream.start("metric", "model", "plot", FEATURES_INTERVAL="0.005", FEATURES_LIMIT="1500")
     stream.wait_for_rows(100)
     picture = stream.csv.parent / "error_distribution.png"
+    wait_until(picture.exists, 30, "plot's first picture")  # plot may start drawing after metric's 100th row
     drawn_before = picture.stat().st_ino
 
     messages = corpus()

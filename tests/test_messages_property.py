@@ -6,10 +6,11 @@ import json
 import math
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.messages import MAX_ID_LENGTH, BadMessage, decode_features, decode_value
+from pipeline.messages import MAX_ID_LENGTH, MAX_MESSAGE_BYTES, BadMessage, decode_features, decode_value
 
 N_FEATURES = 3
 
@@ -70,8 +71,26 @@ def test_arbitrary_json_decodes_or_raises_bad_message(message: Any) -> None:
     outcome_of_features(raw)
 
 
-@given(st.integers(min_value=1, max_value=3000), st.sampled_from(["[", '{"a":']))
+OPENERS = {"[": "]", '{"a":': "}"}
+DEEPER_THAN_THE_PARSER_GOES = 50_000  # levels; Python's json gives up near sys.getrecursionlimit() (1,000)
+
+
+def nested(depth: int, opener: str) -> bytes:
+    """A message whose extra key holds a number ``depth`` arrays or objects deep."""
+    return f'{{"id": "a", "body": 1, "deep": {opener * depth}1{OPENERS[opener] * depth}}}'.encode()
+
+
+@settings(max_examples=20)
+@given(st.integers(min_value=DEEPER_THAN_THE_PARSER_GOES, max_value=150_000), st.sampled_from(sorted(OPENERS)))
 def test_deep_nesting_raises_bad_message(depth: int, opener: str) -> None:
-    closer = "]" if opener == "[" else "}"
-    raw = f'{{"id": "a", "body": 1, "deep": {opener * depth}1{closer * depth}}}'.encode()
-    outcome_of_value(raw)
+    raw = nested(depth, opener)
+    assert len(raw) <= MAX_MESSAGE_BYTES, "refused for its depth, not its size"
+    with pytest.raises(BadMessage, match="nested too deeply"):
+        decode_value(raw)
+    with pytest.raises(BadMessage, match="nested too deeply"):
+        decode_features(raw, N_FEATURES)
+
+
+@given(st.integers(min_value=1, max_value=100), st.sampled_from(sorted(OPENERS)))
+def test_shallow_nesting_in_an_extra_key_is_ignored(depth: int, opener: str) -> None:
+    assert decode_value(nested(depth, opener)) == ("a", 1.0)

@@ -146,6 +146,14 @@ class Stack:
         command = ["docker", "inspect", "--format", template, container]
         return subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
 
+    def container_ids_of_project(self) -> list[str]:
+        """Every container of the project, running or exited (one-shot ones too)."""
+        listed = ["docker", "ps", "--all", "--quiet", "--filter", f"label=com.docker.compose.project={self.project}"]
+        return subprocess.run(listed, capture_output=True, text=True, check=True).stdout.split()
+
+    def service_of(self, container: str) -> str:
+        return self.inspect(container, '{{index .Config.Labels "com.docker.compose.service"}}')
+
     def main_process(self, service: str) -> int:
         [container] = self.container_ids(service)
         return int(self.inspect(container, "{{.State.Pid}}"))
@@ -207,6 +215,33 @@ def assert_csv_sound(stack: Stack) -> list[list[str]]:
     return rows
 
 
+def assert_memory_limited(stack: Stack, containers: list[str], brokers: tuple[str, ...]) -> None:
+    """Each container has a memory limit and runs under it; each broker's memory high watermark is inside its limit."""
+    for container in containers:
+        service = stack.service_of(container)
+        limit = int(stack.inspect(container, "{{.HostConfig.Memory}}"))
+        assert limit > 0, f"{service} has no memory limit"
+        if stack.inspect(container, "{{.State.Running}}") == "true":
+            used = docker_memory_used(container)
+            print(f"{service}: {used / 2**20:.0f} MiB used of {limit / 2**20:.0f} MiB")
+            assert used < limit, f"{service} uses {used} bytes of its {limit}"
+        if service in brokers:
+            command = ["docker", "exec", container, "rabbitmq-diagnostics", "-q", "status", "--formatter", "json"]
+            status = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+            watermark = int(status["vm_memory_high_watermark_limit"])
+            print(f"{service}: memory high watermark {watermark / 2**20:.0f} MiB")
+            assert 0 < watermark < limit, f"{service}'s watermark {watermark} is not inside its limit {limit}"
+
+
+def docker_memory_used(container: str) -> int:
+    """The container's memory use as `docker stats` reports it, in bytes."""
+    command = ["docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", container]
+    used = subprocess.run(command, capture_output=True, text=True, check=True).stdout.split("/")[0].strip()
+    units = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
+    number, unit = float(used.rstrip("KMGiB")), used.lstrip("0123456789.")
+    return int(number * units[unit])
+
+
 def is_png(path: Path) -> bool:
     try:
         return matplotlib.image.imread(path).shape[2] in (3, 4)
@@ -233,6 +268,7 @@ def test_2_every_container_turns_healthy_and_rows_and_pictures_arrive(stack: Sta
     stack.started_at = time.monotonic()
     wait_until(stack.healthy, 120, "every container to be healthy", poll=1)
     stack.wait_for_more_rows(50)
+    assert_memory_limited(stack, stack.container_ids_of_project(), brokers=("rabbitmq",))
     wait_until(lambda: is_png(stack.picture), 30, "a valid picture")
     first_picture = stack.picture.stat().st_ino
     stack.wait_for_more_rows(25)

@@ -16,13 +16,20 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.test_compose import PASSWORD, USER, Stack, assert_csv_sound, is_png, shipped_files
+from tests.e2e.test_compose import (
+    PASSWORD,
+    USER,
+    Stack,
+    assert_csv_sound,
+    assert_memory_limited,
+    is_png,
+    shipped_files,
+)
 from tests.helpers import free_port, wait_until
 
 pytestmark = [pytest.mark.compose, pytest.mark.timeout(900), pytest.mark.usefixtures("stack_logs_on_failure")]
 
 NODES = ("rabbit1", "rabbit2", "rabbit3")
-COOKIE = "pipeline-e2e-cluster-cookie"
 SERVICES = ("features", "model", "metric", "plot")
 
 
@@ -42,8 +49,7 @@ def loopback_override(amqp: list[int], epmd: int) -> str:
       RABBITMQ_NODE_PORT: "{port}"
       RABBITMQ_DIST_PORT: "{free_port()}"
       ERL_EPMD_PORT: "{epmd}"
-      RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS: "-setcookie {COOKIE} {management_port(free_port())}"
-      RABBITMQ_CTL_ERL_ARGS: "-setcookie {COOKIE}"
+      RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS: "{management_port(free_port())}"
     volumes:
       - ./cluster.loopback.conf:/etc/rabbitmq/conf.d/20-cluster.conf:ro
 """
@@ -72,7 +78,6 @@ services:
     environment:
       CLUSTER_NODE: rabbit1@localhost
       ERL_EPMD_PORT: "{epmd}"
-      RABBITMQ_CTL_ERL_ARGS: "-setcookie {COOKIE}"
   features: *service
   model: *service
   metric: *service
@@ -95,6 +100,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "cluster_formation.peer_discovery_backend = classic_config\n"
         + "".join(f"cluster_formation.classic_config.nodes.{i} = {name}@localhost\n" for i, name in enumerate(NODES, 1))
     )
+    made = subprocess.run(["make", "cookie"], cwd=folder, capture_output=True, text=True, check=False)
+    assert made.returncode == 0, made.stderr  # the cookie of this installation, as the README has a user make it
     stack = Stack(folder, ("docker-compose.yml", "docker-compose.cluster.yml"), loopback_override(amqp, epmd))
     yield stack
     stack.compose("down", "--volumes", "--remove-orphans", timeout=180)
@@ -133,7 +140,27 @@ def test_1_three_nodes_form_a_cluster_and_rows_flow_through_queues_with_three_me
     assert_csv_sound(stack)
 
 
-def test_2_a_node_killed_from_the_host_leaves_rows_flowing_and_rejoins(stack: Stack) -> None:
+def test_2_the_cookie_is_on_no_command_line_nor_in_docker_inspect_and_every_container_has_a_memory_limit(
+    stack: Stack,
+) -> None:
+    cookie = (stack.folder / "rabbitmq" / "erlang.cookie").read_text().strip()
+    assert len(cookie) >= 32
+    containers = [c for c in stack.container_ids_of_project() if stack.service_of(c) != "epmd"]  # epmd: the test's
+    assert len(containers) == len(NODES) + 1 + len(SERVICES), "three nodes, cluster-formed and the four services"
+    for container in containers:
+        top = ["docker", "top", container, "-eo", "pid,args"]  # fails on the exited cluster-formed: no processes
+        processes = subprocess.run(top, capture_output=True, text=True, check=False)
+        assert cookie not in processes.stdout, f"the cookie is on a command line in {stack.service_of(container)}"
+    inspected = subprocess.run(["docker", "inspect", *containers], capture_output=True, text=True, check=True)
+    assert cookie not in inspected.stdout, "docker inspect shows the cookie"
+    for node in NODES:  # each node runs with the installation's cookie, in the file RabbitMQ reads
+        assert node_exec(stack, node, "cat", "/var/lib/rabbitmq/.erlang.cookie").strip() == cookie
+        mode = node_exec(stack, node, "stat", "-c", "%a %U", "/var/lib/rabbitmq/.erlang.cookie").split()
+        assert mode == ["600", "rabbitmq"]
+    assert_memory_limited(stack, containers, brokers=NODES)
+
+
+def test_3_a_node_killed_from_the_host_leaves_rows_flowing_and_rejoins(stack: Stack) -> None:
     restarts = stack.restarts("rabbit2")
     os.kill(stack.main_process("rabbit2"), signal.SIGKILL)
     stack.wait_for_more_rows(100)  # with two nodes of three, and then with the third back
@@ -143,7 +170,7 @@ def test_2_a_node_killed_from_the_host_leaves_rows_flowing_and_rejoins(stack: St
     assert_csv_sound(stack)
 
 
-def test_3_a_restart_of_all_three_nodes_comes_back_by_itself(stack: Stack) -> None:
+def test_4_a_restart_of_all_three_nodes_comes_back_by_itself(stack: Stack) -> None:
     """Every node stopped, then all started together: each waits for its peers, and the health checks let them."""
     stack.compose("stop", *NODES)
     rows = stack.rows()

@@ -1,6 +1,7 @@
 # Stand-in for the official rabbitmq:4.0-management, built from Debian trixie's rabbitmq-server (4.0) because CI cannot
-# reach an image registry: the server in the foreground as user rabbitmq, logs on stdout, management plugin on, and
-# the variables docker-compose.yml sets honoured as the official image does.
+# reach an image registry: started as root, the server in the foreground as user rabbitmq (the entrypoint steps down,
+# as the official one does with gosu), logs on stdout, management plugin on, and the variables docker-compose.yml sets
+# honoured as the official image does.
 ARG BASE=pipeline-standin/debian:trixie
 FROM ${BASE}
 
@@ -15,7 +16,6 @@ RUN groupadd --system --gid 999 rabbitmq \
 
 COPY rabbitmq-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
 
-USER 999
 ENV HOME=/var/lib/rabbitmq \
     RABBITMQ_LOGS=-
 EXPOSE 4369 5672 15672 25672
