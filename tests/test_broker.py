@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import signal
@@ -57,6 +58,10 @@ class Running:
 
     def stop(self) -> None:
         self.broker.ioloop.add_callback_threadsafe(self.broker.stop)
+        self.join()
+
+    def join(self) -> None:
+        """Wait for the loop to end (15 s at most)."""
         self._thread.join(15)
         assert not self._thread.is_alive()
 
@@ -201,6 +206,29 @@ def test_a_broker_that_keeps_nacking_gets_a_new_connection_and_nothing_goes_twic
     finally:
         rabbit.ctl("rabbitmqctl", "clear_policy", "full")
     assert_confirmed_once(running, confirmed, broker_url, queue, fillers)
+
+
+def test_a_drain_goes_on_over_a_new_connection_until_every_message_is_confirmed(
+    running: Running, broker_url: str, rabbit: RabbitNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """features at its FEATURES_LIMIT drains: a connection lost meanwhile is opened again, and the drain goes on."""
+    monkeypatch.setattr(broker_module, "NACK_RECONNECT_AFTER", 1.0)
+    wait_until(lambda: running.broker.is_ready, 30, "the broker to be ready")
+    queue = "y_true.dead"
+    rabbit.ctl("rabbitmqctl", "set_policy", "full", f"^{queue}$", '{"max-length": 1, "overflow": "reject-publish"}')
+    try:
+        fillers = fill_until_nacked(broker_url, queue)
+        confirmed: list[bytes] = []
+        running.call(running.broker.publish, queue, b"one", lambda: confirmed.append(b"one"))
+        running.call(functools.partial(running.broker.stop, drain_forever=True))
+        wait_until(lambda: running.broker.connections_lost >= 1, 30, "a reconnect while draining")
+        wait_until(lambda: running.broker.is_ready, 30, "a new connection, still draining")
+        assert not confirmed
+    finally:
+        rabbit.ctl("rabbitmqctl", "clear_policy", "full")
+    running.join()
+    assert confirmed == [b"one"], "the drain ended once the message was confirmed, not before"
+    assert queue_depths(broker_url)[queue] == fillers + 1
 
 
 def assert_confirmed_once(running: Running, confirmed: list[bytes], url: str, queue: str, fillers: int) -> None:

@@ -52,6 +52,11 @@ def test_values_are_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
         (lambda: env_amqp_url("X_VAR", "amqp://localhost"), "amqp://a/%2F?heartbeat=soon"),
         (lambda: env_amqp_url("X_VAR", "amqp://localhost"), "amqp://a/%2F?hearbeat=30"),
         (lambda: env_amqp_url("X_VAR", "amqp://localhost"), "amqp://a/%2F?frame_max=10"),
+        (lambda: env_amqp_url("X_VAR", "amqp://localhost"), "amqps://a/%2F?ssl_options={"),
+        (
+            lambda: env_amqp_url("X_VAR", "amqp://localhost"),
+            "amqps://a/%2F?ssl_options=%7B%27ca_certs%27%3A%27%2Fnope%27%7D",
+        ),
         (lambda: env_int("X_VAR", 0, maximum=10), "11"),
     ],
 )

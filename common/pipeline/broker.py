@@ -306,8 +306,8 @@ class Broker:
         self._connection.add_on_connection_unblocked_callback(self._on_unblocked)
 
     def _on_connection_open(self, connection: pika.SelectConnection) -> None:
-        if self._state is not State.RUNNING:  # stopped while it was opening: close it now that it can be
-            self._close()
+        if self._state is State.STOPPING or (self._state is State.DRAINING and not self._must_drain()):
+            self._close()  # stopped while it was opening: close it now that it can be
             return
         connection.channel(on_open_callback=self._on_channel_open)
 

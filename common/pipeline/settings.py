@@ -130,8 +130,8 @@ def amqp_url_problem(url: str) -> str | None:
         return f"the port must be from 1 to 65535, got {host_and_port!r}"
     try:  # pika's own parser checks the options (?heartbeat=, ?frame_max=, ...), so none fails at connect time
         parameters = pika.URLParameters(url)
-    except (ValueError, TypeError) as error:
-        return f"pika refuses it: {error}"
+    except Exception as error:  # ValueError, TypeError, SyntaxError of ssl_options, OSError of a CA file, ...
+        return f"pika refuses it: {type(error).__name__}: {error}"
     heartbeat = parameters.heartbeat
     if isinstance(heartbeat, int) and heartbeat > AMQP_SHORT_MAX:
         return f"heartbeat must be at most {AMQP_SHORT_MAX} s (a 16-bit field of AMQP), got {heartbeat}"
