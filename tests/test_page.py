@@ -254,7 +254,7 @@ def test_a_visitor_gets_the_page_while_slow_clients_trickle_into_every_slot(
     page: tuple[Page, Services, Path],
 ) -> None:
     client, services, _csv = page
-    tricklers = Tricklers(client.port, 40)  # more than MAX_CONNECTIONS (32)
+    tricklers = Tricklers(client.port, 120)  # every one of the 32 slots, and 88 more waiting in the listen queue
     try:
         with pytest.raises((ConnectionError, TimeoutError)):  # every slot taken: no answer within a second
             probe = http.client.HTTPConnection("127.0.0.1", client.port, timeout=1)
@@ -263,8 +263,9 @@ def test_a_visitor_gets_the_page_while_slow_clients_trickle_into_every_slot(
                 probe.getresponse()
             finally:
                 probe.close()
-        # the page cuts each connection CLIENT_TIMEOUT (10 s) after it took it; the old page let them trickle
-        # for ever. 25 s leaves a busy machine room; a visitor turned away comes back at once, as a browser would
+        # the page cuts a connection whose request is not in REQUEST_TIMEOUT (2 s) after it took it, so the queue
+        # ahead of a visitor moves 32 every 2 s: about 8 s here (one old page let them trickle for ever, another
+        # cut them after 10 s: 40 s). 25 s leaves a busy machine room; a visitor turned away comes back at once
         started = time.monotonic()
         status = wait_until(lambda: _get_or_none(client.port, "/", started + 25), 25, "the page for a new visitor")
         assert status == 200

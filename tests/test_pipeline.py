@@ -164,6 +164,7 @@ def test_sigterm_stops_every_service_with_0_and_loses_nothing(stream: Stream) ->
         ("plot", "DRIFT_RATIO", "1"),
         ("plot", "DRIFT_WINDOW", "0"),
         ("plot", "DRIFT_REFERENCE_ROWS", "many"),
+        ("plot", "DRIFT_REFERENCE_ROWS", "2"),
         ("plot", "DRIFT_REFERENCE_MAE", "0"),
         ("metric", "METRICS_PORT", "http"),
     ],

@@ -6,9 +6,11 @@ elsewhere), ``/summary.json`` (the numbers of the latest refresh), ``/error_dist
 them gets a 405. Anything else is a 404. The server only reads: the latest snapshot (replaced whole by the drawing
 thread) and the picture files (replaced by a rename, so a reader gets a whole old or a whole new file). Each
 connection has its own thread, and there are at most MAX_CONNECTIONS of them: the drawing loop never waits on a client.
-A connection lasts CLIENT_TIMEOUT at most from its accept to its answer's last byte, however slowly the client trickles
-its bytes (a watchdog shuts its socket down then); the connections past MAX_CONNECTIONS wait in the listen queue, in
-the order they came, for a slot, so a new visitor is served within about CLIENT_TIMEOUT whatever the others do.
+A connection has REQUEST_TIMEOUT from its accept to send its whole request (a browser sends it in one packet), then
+CLIENT_TIMEOUT to take the answer, however slowly the client trickles its bytes (a watchdog shuts its socket down at
+the deadline); the connections past MAX_CONNECTIONS wait in the listen queue, in the order they came, for a slot. So a
+client that trickles holds a slot REQUEST_TIMEOUT at most, and a new visitor behind the 128 the queue holds is served
+within about five times that, whatever the others do.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ LOGGER = logging.getLogger("plot.page")
 PAGE = Path(__file__).with_name("page.html")
 PICTURE_ROUTES = {f"/{name}": name for name in ("error_distribution.png", "error_over_time.png")}
 ROUTES = {"/", "/summary.json", *PICTURE_ROUTES}
-CLIENT_TIMEOUT = 10.0  # seconds a connection may last, from its accept to the last byte of its answer
+REQUEST_TIMEOUT = 2.0  # seconds from a connection's accept to the end of its request's headers
+CLIENT_TIMEOUT = 10.0  # seconds from the end of the request's headers to the last byte of its answer
 MAX_CONNECTIONS = 32  # connections served at once; more wait in the listen queue for a slot
 LISTEN_QUEUE = 128  # connections the kernel keeps waiting for a slot (the standard library's 5 would drop more)
 SLOT_WAIT = 0.5  # seconds the accepting thread waits for a free slot before it looks whether it must stop
@@ -107,31 +110,33 @@ class Deadlines:
 
     def __init__(self) -> None:
         self._due: list[tuple[float, int, socket.socket]] = []  # a heap of (deadline, order of adding, socket)
-        self._open: set[socket.socket] = set()  # the connections not closed yet
+        self._open: dict[socket.socket, float] = {}  # the connections not closed yet, and their deadline now
         self._order = itertools.count()
         self._changed = threading.Condition()
         threading.Thread(target=self._watch, name="page-deadlines", daemon=True).start()
 
     def add(self, connection: socket.socket, seconds: float) -> None:
-        """Shut ``connection`` down in ``seconds`` unless ``remove`` is called first."""
+        """Shut ``connection`` down in ``seconds`` unless ``remove`` is called first; a later ``add`` replaces the
+        deadline."""
         with self._changed:
-            heapq.heappush(self._due, (time.monotonic() + seconds, next(self._order), connection))
-            self._open.add(connection)
+            deadline = time.monotonic() + seconds
+            heapq.heappush(self._due, (deadline, next(self._order), connection))
+            self._open[connection] = deadline
             self._changed.notify()
 
     def remove(self, connection: socket.socket) -> None:
         """Forget ``connection``; called before it is closed, so that its number is never shut down once reused."""
         with self._changed:
-            self._open.discard(connection)
+            self._open.pop(connection, None)
 
     def _watch(self) -> None:
         while True:
             with self._changed:
                 while not self._due or self._due[0][0] > time.monotonic():
                     self._changed.wait(self._due[0][0] - time.monotonic() if self._due else None)
-                _deadline, _order, connection = heapq.heappop(self._due)
-                if connection in self._open:
-                    self._open.discard(connection)
+                deadline, _order, connection = heapq.heappop(self._due)
+                if self._open.get(connection) == deadline:  # not closed, and no later deadline replaced this one
+                    del self._open[connection]
                     with contextlib.suppress(OSError):  # reset by the client, say
                         connection.shutdown(socket.SHUT_RDWR)
 
@@ -165,8 +170,12 @@ class PageServer(ThreadingHTTPServer):
             self._slots.release()  # no thread started, so none will release it
             raise
 
+    def extend_deadline(self, connection: socket.socket) -> None:
+        """The request's headers are in: the connection has CLIENT_TIMEOUT from now to take its answer."""
+        self._deadlines.add(connection, CLIENT_TIMEOUT)
+
     def process_request_thread(self, request: Any, client_address: Any) -> None:
-        self._deadlines.add(request, CLIENT_TIMEOUT)
+        self._deadlines.add(request, REQUEST_TIMEOUT)
         try:
             super().process_request_thread(request, client_address)
         finally:
@@ -190,6 +199,12 @@ class PageHandler(BaseHTTPRequestHandler):
     timeout = CLIENT_TIMEOUT
     server_version = "plot"
     sys_version = ""
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()
+        if parsed:
+            self.server.extend_deadline(self.connection)
+        return parsed
 
     def do_GET(self) -> None:
         self._answer(with_body=True)

@@ -375,7 +375,12 @@ class Plotter:
             self._saving_failed(picture, error)
             return False
         except Exception as error:  # no CSV may stop the other picture or the next refresh
-            LOGGER.error("could not draw %s (%s: %s); trying again", picture.path.name, type(error).__name__, error)
+            LOGGER.error(
+                "could not draw %s (%s: %s); trying again when rows come",
+                picture.path.name,
+                type(error).__name__,
+                error,
+            )
             return False
         if self._write_failing:
             LOGGER.warning("pictures are saved again in %s", self._logs_dir)
@@ -552,7 +557,8 @@ def load_drift_settings() -> DriftSettings:
     return DriftSettings(
         window=env_int("DRIFT_WINDOW", DEFAULT_DRIFT.window, minimum=1),
         ratio=ratio,
-        reference_rows=env_int("DRIFT_REFERENCE_ROWS", DEFAULT_DRIFT.reference_rows, minimum=1),
+        # at least 3: the median of 3 blocks is one of them, so one wild row cannot move it; of 2 it is their mean
+        reference_rows=env_int("DRIFT_REFERENCE_ROWS", DEFAULT_DRIFT.reference_rows, minimum=3),
         reference_mae=reference_mae,
     )
 
