@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -177,6 +178,17 @@ def test_an_unexpected_error_in_a_handler_rejects_that_message_alone(running: Ru
     assert (depths[QUEUE], depths["y_true.dead"]) == (0, 2)
 
 
+@contextlib.contextmanager
+def full_queue(rabbit: RabbitNode, url: str, queue: str) -> Iterator[int]:
+    """``queue`` full, refusing every publish (a policy of one message at most), for the time of the block; yields
+    how many messages it took before it refused."""
+    rabbit.ctl("rabbitmqctl", "set_policy", "full", f"^{queue}$", '{"max-length": 1, "overflow": "reject-publish"}')
+    try:
+        yield fill_until_nacked(url, queue)
+    finally:
+        rabbit.ctl("rabbitmqctl", "clear_policy", "full")
+
+
 def fill_until_nacked(url: str, queue: str) -> int:
     """Publish to ``queue`` until the broker nacks one; return how many it confirmed."""
     connection = pika.BlockingConnection(pika.URLParameters(url))
@@ -205,15 +217,11 @@ def test_a_broker_that_keeps_nacking_gets_a_new_connection_and_nothing_goes_twic
     monkeypatch.setattr(broker_module, "NACK_RECONNECT_AFTER", 1.0)
     wait_until(lambda: running.broker.is_ready, 30, "the broker to be ready")
     queue = "y_true.dead"
-    rabbit.ctl("rabbitmqctl", "set_policy", "full", f"^{queue}$", '{"max-length": 1, "overflow": "reject-publish"}')
-    try:
-        fillers = fill_until_nacked(broker_url, queue)
+    with full_queue(rabbit, broker_url, queue) as fillers:
         confirmed: list[bytes] = []
         running.call(running.broker.publish, queue, b"one", lambda: confirmed.append(b"one"))
         wait_until(lambda: running.broker.connections_lost >= 1, 30, "a reconnect after a second of nacks")
         assert not confirmed
-    finally:
-        rabbit.ctl("rabbitmqctl", "clear_policy", "full")
     assert_confirmed_once(running, confirmed, broker_url, queue, fillers)
 
 
@@ -224,17 +232,13 @@ def test_a_drain_goes_on_over_a_new_connection_until_every_message_is_confirmed(
     monkeypatch.setattr(broker_module, "NACK_RECONNECT_AFTER", 1.0)
     wait_until(lambda: running.broker.is_ready, 30, "the broker to be ready")
     queue = "y_true.dead"
-    rabbit.ctl("rabbitmqctl", "set_policy", "full", f"^{queue}$", '{"max-length": 1, "overflow": "reject-publish"}')
-    try:
-        fillers = fill_until_nacked(broker_url, queue)
+    with full_queue(rabbit, broker_url, queue) as fillers:
         confirmed: list[bytes] = []
         running.call(running.broker.publish, queue, b"one", lambda: confirmed.append(b"one"))
         running.call(functools.partial(running.broker.stop, drain_forever=True))
         wait_until(lambda: running.broker.connections_lost >= 1, 30, "a reconnect while draining")
         wait_until(lambda: running.broker.is_ready, 30, "a new connection, still draining")
         assert not confirmed
-    finally:
-        rabbit.ctl("rabbitmqctl", "clear_policy", "full")
     running.join()
     assert confirmed == [b"one"], "the drain ended once the message was confirmed, not before"
     assert queue_depths(broker_url)[queue] == fillers + 1
@@ -256,10 +260,8 @@ def test_nacks_from_one_queue_bring_a_new_connection_while_another_queue_confirm
     wait_until(lambda: running.broker.is_ready, 30, "the broker to be ready")
     refusing, accepting = "y_true.dead", "accepting"
     declare_queue(broker_url, accepting)
-    rabbit.ctl("rabbitmqctl", "set_policy", "full", f"^{refusing}$", '{"max-length": 1, "overflow": "reject-publish"}')
     accepted: list[int] = []
-    try:
-        fillers = fill_until_nacked(broker_url, refusing)
+    with full_queue(rabbit, broker_url, refusing) as fillers:
         confirmed: list[bytes] = []
         running.call(running.broker.publish, refusing, b"one", lambda: confirmed.append(b"one"))
 
@@ -271,8 +273,6 @@ def test_nacks_from_one_queue_bring_a_new_connection_while_another_queue_confirm
         wait_until(publish_one_accepted_and_see_a_reconnect, 30, "a reconnect after a second of nacks from one queue")
         assert accepted, "the other queue confirmed publishes all along"
         assert not confirmed
-    finally:
-        rabbit.ctl("rabbitmqctl", "clear_policy", "full")
     assert_confirmed_once(running, confirmed, broker_url, refusing, fillers)
     delete_queue(broker_url, accepting)
 
