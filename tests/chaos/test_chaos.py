@@ -107,6 +107,7 @@ class Chaos:
         self.pictures = self.bad_pictures = 0
         self._next_picture = self._next_broker_check = 0.0
         self._broker_deaf_since: float | None = None
+        self.drain_state = "not draining yet"
 
     def now(self) -> float:
         return time.monotonic() - self.started
@@ -250,11 +251,11 @@ class Chaos:
 
         def settled() -> bool:
             self.tend()
-            if not confirmed <= {line.split(",", 1)[0] for line in csv_lines(self.csv)[1:]}:
-                return False
+            missing = confirmed - {line.split(",", 1)[0] for line in csv_lines(self.csv)[1:]}
             # the poison row may still be out, crashing the replica it reaches; it settles in features.dead
             depths = queue_depths(self.admin_url())
-            return pipeline_queues_empty(depths) and depths[dead_letter_queue(FEATURES)] >= 1
+            self.drain_state = f"{len(missing)} of {len(confirmed)} confirmed rows not in the CSV; queues {depths}"
+            return not missing and pipeline_queues_empty(depths) and depths[dead_letter_queue(FEATURES)] >= 1
 
         wait_until(settled, 240, "every confirmed row, empty queues and the poison row in features.dead", poll=0.2)
         for name in ("metric", "plot", *REPLICAS):
@@ -314,6 +315,7 @@ def test_no_row_is_lost_or_duplicated_whatever_is_killed(tmp_path: Path) -> None
         chaos.drain()
         figures = chaos.figures()
     except BaseException:
+        print(f"at {chaos.now():.0f} s: {chaos.drain_state}")
         for name in chaos.services.processes:
             print(f"----- {name} -----\n{chaos.services.log(name)[-3000:]}")
         print(chaos.broker_logs())
