@@ -33,7 +33,7 @@ rabbitmq: ## Make sure Debian's rabbitmq-server is installed (the tests start pr
 	    echo "make test needs RabbitMQ's server at $(RABBITMQ_SERVER): install the rabbitmq-server package (Debian/Ubuntu: sudo apt-get install rabbitmq-server)"; exit 1; \
 	  fi; }
 
-browser: ## Make sure Debian's chromium (the browser tests) and promtool (checks monitoring/prometheus.yml) are installed
+browser: ## Make sure Debian's chromium (the browser tests) and promtool (checks monitoring/prometheus.yml and tests the alert rules) are installed
 	@test -x /usr/bin/chromium -a -x /usr/bin/promtool || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium prometheus >/dev/null; \

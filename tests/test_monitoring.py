@@ -1,5 +1,6 @@
-"""monitoring/prometheus.yml: valid for Prometheus's own checker and pointing at the ports the stack uses; and a real
-Prometheus reading what a service serves."""
+"""monitoring/prometheus.yml: valid for Prometheus's own checker and pointing at the ports the stack uses; its alert
+rules, monitoring/alerts.yml, checked and unit-tested by promtool (monitoring/alerts_test.yml); and a real Prometheus
+reading what a service serves."""
 
 from __future__ import annotations
 
@@ -17,11 +18,41 @@ from tests.helpers import REPO, free_port, wait_until
 from tests.test_page import start_plot, write_rows
 
 CONFIG = REPO / "monitoring" / "prometheus.yml"
+RULES = REPO / "monitoring" / "alerts.yml"
+RULE_TESTS = REPO / "monitoring" / "alerts_test.yml"
 
 
-def test_promtool_accepts_the_scrape_configuration() -> None:
-    result = subprocess.run(["promtool", "check", "config", str(CONFIG)], capture_output=True, text=True, check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
+def promtool(*arguments: str | Path) -> str:
+    """promtool's output; the test fails with it unless promtool exits 0."""
+    result = subprocess.run(["promtool", *map(str, arguments)], capture_output=True, text=True, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    return output
+
+
+def test_promtool_accepts_the_scrape_configuration_and_finds_the_alert_rules() -> None:
+    assert "SUCCESS: 1 rule files found" in promtool("check", "config", CONFIG)
+
+
+def test_promtool_accepts_the_alert_rules() -> None:
+    promtool("check", "rules", RULES)
+
+
+def test_the_alert_rules_pass_their_promtool_unit_tests() -> None:
+    promtool("test", "rules", RULE_TESTS)
+
+
+def test_every_alert_has_a_for_a_severity_what_to_look_at_and_a_firing_and_a_quiet_case() -> None:
+    rules = RULES.read_text().split("      - alert: ")[1:]
+    tests = RULE_TESTS.read_text()
+    assert len(rules) >= 8
+    for rule in rules:
+        name = rule.split("\n", 1)[0]
+        assert re.search(r"^        for: \d+m$", rule, re.M), name
+        assert re.search(r"^          severity: (warning|critical)$", rule, re.M), name
+        assert "summary: " in rule and "description: " in rule and "Look at" in rule, name
+        assert f"alertname: {name}\n        exp_alerts: []\n" in tests, f"{name} has no case where it stays quiet"
+        assert f"alertname: {name}\n        exp_alerts:\n          - exp_labels:" in tests, f"{name} never fires"
 
 
 def test_it_scrapes_the_four_services_on_the_compose_metrics_port_and_rabbitmq_prometheus() -> None:
