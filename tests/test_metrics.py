@@ -97,6 +97,8 @@ def test_the_metrics_of_every_service_agree_with_the_csv_and_the_queues(
     assert value(metric, "pipeline_metric_oldest_waiting_seconds") == 0
     assert value(metric, "pipeline_metric_stream_position_seconds", queue=Y_TRUE) >= start_of_run
     assert value(metric, "pipeline_metric_orphans_released_total") == 0
+    for samples, queue in ((model, FEATURES), (metric, Y_TRUE), (metric, Y_PRED)):  # at 0 too, for increase()
+        assert ("pipeline_messages_rejected_total", (("queue", queue),)) in samples
     for samples in (model, metric):
         assert value(samples, "pipeline_reconnects_total") == 0
     assert value(plot, "pipeline_rows_total") == ROWS

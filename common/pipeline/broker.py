@@ -172,6 +172,7 @@ class Broker:
     def consume(self, queue: str, handler: Handler) -> None:
         """Call ``handler`` for each message of ``queue``; it must end in ``ack`` or ``reject``."""
         self._handlers[queue] = handler
+        metrics.of_queue(metrics.REJECTED, queue)  # served at 0 from the start: a rate sees the first rejection
 
     def pause(self, queue: str) -> None:
         """Stop taking messages from ``queue`` (those already sent to us but not handled go back to it)."""
