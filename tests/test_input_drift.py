@@ -232,6 +232,20 @@ def test_a_replica_with_a_new_reference_starts_the_window_and_alarms_again(tmp_p
     assert scores(drift) == pytest.approx(direct_scores(old, rolled_back, rolled_back_predictions), rel=1e-12)
 
 
+def test_counts_that_cannot_be_read_are_one_warning_and_read_once_they_can(tmp_path: Path, caplog) -> None:
+    (tmp_path / "counts-broken.jsonl").mkdir()  # a folder where a replica's file should be: it cannot be read
+    drift = InputDrift(tmp_path, SETTINGS)
+    with caplog.at_level(logging.WARNING, logger="plot.inputs"):
+        for _ in range(3):
+            assert drift.refresh() == []
+        (tmp_path / "counts-broken.jsonl").rmdir()
+        write(CountsWriter(tmp_path, example(), replica="a"), *inputs(200, seed=1))
+        drift.refresh()
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert len(warnings) == 2 and "cannot read the input counts" in warnings[0] and "read again" in warnings[1]
+    assert drift.rows == 200
+
+
 def test_each_change_is_one_warning_naming_the_column_its_score_the_threshold_and_the_window(
     tmp_path: Path, caplog
 ) -> None:

@@ -121,7 +121,7 @@ class Judge:
         full = window_rows >= self.settings.window
         scores = self.psi(window_counts)
         self._blocks, self._block_rows = blocks[first[-1] :].copy(), block_rows[first[-1] :].copy()
-        self.window_counts, self.window_rows = window_counts[-1], int(window_rows[-1])
+        self.window_counts, self.window_rows = window_counts[-1].copy(), int(window_rows[-1])
         self.scores = scores[-1] if full[-1] else None
         return self._changes(scores, full, ends, window_rows)
 
@@ -281,9 +281,6 @@ class InputDrift:
             }
             for index in order
         ]
-
-    def close(self) -> None:
-        self._reader.close()
 
 
 def counts_folder(logs_dir: Path) -> Path:
