@@ -1,6 +1,7 @@
 """The page in a real browser: Debian's Chromium driven by Playwright (never `playwright install`: the browser is the
 system's). plot runs as a process on a real CSV; the browser must show both pictures, the CSV's numbers, new rows
-without a reload, the drift banner, the stalled state and the labels pending, with no error in its console."""
+without a reload, the drift banner, the stalled state and the labels pending, with no error in its console; and the
+inputs' table, its pictures and its banner from counts files written as a model replica writes them."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from pipeline.input_counts import FOLDER, CountsWriter
 from pipeline.status import write_status
 from tests.helpers import wait_until
+from tests.test_input_drift import inputs
 from tests.test_page import csv_numbers, start_plot, write_rows
+from tests.test_profile import example
 
 pytestmark = pytest.mark.browser
 
@@ -98,3 +102,83 @@ def wait_for_pictures(page: Page) -> None:
 
 def picture_urls(page: Page) -> list[str]:
     return [page.get_attribute(f"#{name}", "src") or "" for name in ("error_distribution", "error_over_time")]
+
+
+def test_the_inputs_table_pictures_and_banner_follow_the_counts_without_a_reload(
+    browser: Browser, tmp_path: Path, logs_dir: Path
+) -> None:
+    services, port = start_plot(tmp_path, logs_dir, INPUT_DRIFT_WINDOW="500")
+    reference = example()
+    writer = CountsWriter(logs_dir / FOLDER, reference, replica="model-1")
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    problems: list[str] = []
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    try:
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.wait_for_function("document.getElementById('updated').textContent.startsWith('updated')", timeout=WAIT_MS)
+        assert page.is_hidden("#inputs") and page.is_hidden("#inputs-banner"), "no counts yet: nothing shown"
+        page.evaluate("window.sameDocument = true")
+
+        writer.add(*inputs(300, seed=1))
+        writer.flush()
+        page.wait_for_selector("#inputs", state="visible", timeout=WAIT_MS)
+        wait_until(lambda: input_states(page).get("x") == "waiting for 200 rows", 30, "the window filling")
+        assert list(input_states(page)) == ["x", "sex", "y", "prediction"]
+
+        writer.add(*inputs(700, seed=2))
+        writer.flush()
+        wait_until(lambda: set(input_states(page).values()) == {"ok"}, 30, "every input judged ok")
+        bins = {column.name: column.bins for column in reference.columns}
+        for name, bars in bar_counts(page).items():
+            assert bars == {"reference": bins[name], "recent": bins[name]}, name
+        steady = recent_heights(page)
+        assert page.is_hidden("#inputs-banner")
+
+        writer.add(*inputs(500, seed=3, shift=3.0))
+        writer.flush()
+        page.wait_for_selector("#inputs-banner", state="visible", timeout=WAIT_MS)
+        wait_until(
+            lambda: list(input_states(page))[:2] in (["x", "prediction"], ["prediction", "x"]), 30, "worst first"
+        )
+        banner = page.text_content("#inputs-banner") or ""
+        assert banner.startswith("input drift: ") and "x" in banner and "prediction" in banner and "sex" not in banner
+        states = input_states(page)
+        assert states["x"].startswith("ALARM since row ") and states["sex"] == "ok"
+        moved = recent_heights(page)
+        assert moved["x"] != steady["x"]
+        tallest = max(range(len(moved["x"])), key=moved["x"].__getitem__)
+        assert tallest >= len(moved["x"]) // 2, "x moved up: its recent rows pile up in the upper bins"
+        assert page.evaluate("window.sameDocument") is True, "the table changed without a reload"
+        page.screenshot(path=str(tmp_path / "inputs.png"), full_page=True)
+        assert problems == [], f"console errors: {problems}"
+    finally:
+        page.close()
+        services.stop_all()
+
+
+def input_states(page: Page) -> dict[str, str]:
+    """Each row of the inputs table, in the order shown: its input's name and state."""
+    rows = page.eval_on_selector_all(
+        "#inputs-rows tr", "rows => rows.map(row => [row.dataset.name, row.querySelector('.state').textContent])"
+    )
+    return dict(rows)
+
+
+def bar_counts(page: Page) -> dict[str, dict[str, int]]:
+    rows = page.eval_on_selector_all(
+        "#inputs-rows tr",
+        """rows => rows.map(row => [row.dataset.name, {
+            reference: row.querySelectorAll('svg rect.reference').length,
+            recent: row.querySelectorAll('svg rect.recent').length}])""",
+    )
+    return dict(rows)
+
+
+def recent_heights(page: Page) -> dict[str, list[float]]:
+    rows = page.eval_on_selector_all(
+        "#inputs-rows tr",
+        """rows => rows.map(row => [row.dataset.name,
+            [...row.querySelectorAll('svg rect.recent')].map(bar => Number(bar.getAttribute('height')))])""",
+    )
+    return dict(rows)

@@ -14,6 +14,7 @@ far above the noise a threshold sits (the README gives the numbers).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -72,9 +73,10 @@ class Profile:
         """Bins of every column together: the length of one block of counts."""
         return sum(column.bins for column in self.columns)
 
-    @property
+    @functools.cached_property
     def id(self) -> str:
-        """A short name of exactly this reference: counts made with other bins are never added to its own."""
+        """A short name of exactly this reference: counts made with other bins are never added to its own (kept, as
+        it hashes the whole profile and is asked for at every block)."""
         return hashlib.sha256(self.to_bytes()).hexdigest()[:16]
 
     def count(self, rows: np.ndarray, predictions: np.ndarray) -> np.ndarray:

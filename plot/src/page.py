@@ -68,6 +68,7 @@ def summary(snapshot: Snapshot, now: float, stalled_after: float, run: str = "")
         "stalled_after": stalled_after,
         "drift": snapshot.drift,
         "waiting": _waiting(snapshot.waiting, now),
+        "inputs": snapshot.inputs,
         "pictures": {
             name.removesuffix(".png"): f"/{name}?v={run}{version}" if version else None
             for name, version in snapshot.pictures.items()
@@ -97,6 +98,8 @@ def _finite(value: Any) -> Any:
         return None
     if isinstance(value, dict):
         return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
     return value
 
 

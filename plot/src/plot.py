@@ -11,8 +11,9 @@ is no row of finite numbers is skipped and counted; a picture that cannot be dra
 next refresh: whatever the CSV holds, plot neither stops nor hangs.
 
 The drift alarm (``DriftMonitor``) compares the MAE of the last DRIFT_WINDOW rows with a reference MAE; each change
-of state is one WARNING line, the over-time picture draws the reference and shades the alarm stretches. On WEB_PORT
-plot serves a page of both pictures and the numbers (``page.py``); on METRICS_PORT, Prometheus metrics.
+of state is one WARNING line, the over-time picture draws the reference and shades the alarm stretches. The inputs'
+drift, judged from the counts the model replicas write before any label comes, is ``input_drift.py``'s. On WEB_PORT plot
+serves a page of both pictures and the numbers (``page.py``); on METRICS_PORT, Prometheus metrics.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import page
+from input_drift import InputDrift, InputDriftSettings, counts_folder, load_input_drift_settings, metric_families
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -293,7 +295,13 @@ class Plotter:
     time when a block is complete (or the drift alarm changed); if both are due they take turns, so a refresh costs
     one draw at most. After each refresh ``snapshot`` holds the numbers for the page and the metrics."""
 
-    def __init__(self, logs_dir: Path, drift: DriftSettings = DEFAULT_DRIFT, health_file: Path | None = None) -> None:
+    def __init__(
+        self,
+        logs_dir: Path,
+        drift: DriftSettings = DEFAULT_DRIFT,
+        health_file: Path | None = None,
+        inputs: InputDriftSettings | None = None,
+    ) -> None:
         self._logs_dir = logs_dir
         self._health_file = health_file
         self._tail = CsvTail(logs_dir / "metric_log.csv")
@@ -301,6 +309,7 @@ class Plotter:
         self._over_time = OverTimePicture(logs_dir / OVER_TIME_PNG)
         self._drift_settings = drift
         self._stats = ErrorStats(drift)
+        self._inputs = InputDrift(counts_folder(logs_dir), inputs)
         self._distribution_due = self._over_time_due = True
         self._over_time_waited = False
         # what error_over_time.png shows: the row ending its last block, and the rows its empty state counts
@@ -309,7 +318,7 @@ class Plotter:
         self._rates: deque[tuple[float, int]] = deque()  # (monotonic time, rows) at each refresh of the last minute
         self.draws = 0
         self.snapshot = Snapshot.of(
-            self._stats, rows_per_second=0.0, last_row_at=None, pictures=self.pictures, waiting=None
+            self._stats, rows_per_second=0.0, last_row_at=None, pictures=self.pictures, waiting=None, inputs=None
         )
 
     @property
@@ -320,6 +329,7 @@ class Plotter:
     def refresh(self) -> bool:
         """Read new rows and redraw a picture that is due. Return whether one was redrawn."""
         self._read_new_rows()
+        self._inputs.refresh(between=self.touch_health)
         drawn = self._draw_one()
         self.snapshot = Snapshot.of(
             self._stats,
@@ -327,6 +337,7 @@ class Plotter:
             last_row_at=self._tail.modified if self._stats.rows else None,
             pictures=self.pictures,
             waiting=read_status(self._logs_dir),
+            inputs=self._inputs.summary(),
         )
         return drawn
 
@@ -457,6 +468,7 @@ class Snapshot:
     drift: dict[str, Any]
     pictures: dict[str, int]
     waiting: dict[str, Any] | None  # metric_status.json as metric last wrote it, if it has
+    inputs: dict[str, Any] | None  # InputDrift.summary(): None before a reference
 
     @classmethod
     def of(
@@ -467,6 +479,7 @@ class Snapshot:
         last_row_at: float | None,
         pictures: dict[str, int],
         waiting: dict[str, Any] | None,
+        inputs: dict[str, Any] | None,
     ) -> Snapshot:
         drift = stats.drift
         return cls(
@@ -495,6 +508,7 @@ class Snapshot:
             },
             pictures=dict(pictures),
             waiting=waiting,
+            inputs=inputs,
         )
 
 
@@ -522,6 +536,7 @@ class PlotMetrics(Collector):
             buckets=[*buckets, ("+Inf", float(snapshot.rows))],
             sum_value=snapshot.error_sum,
         )
+        yield from metric_families(snapshot.inputs)
 
 
 @dataclass(frozen=True)
@@ -531,6 +546,7 @@ class Settings:
     web_port: int
     stalled_after: float
     drift: DriftSettings
+    inputs: InputDriftSettings
 
 
 def load_settings() -> Settings:
@@ -542,6 +558,7 @@ def load_settings() -> Settings:
         web_port=env_port("WEB_PORT", 8000),
         stalled_after=env_float("STALLED_AFTER", 15.0, minimum=1.0),
         drift=load_drift_settings(),
+        inputs=load_input_drift_settings(),
     )
 
 
@@ -568,7 +585,7 @@ def run(config: Settings) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopped.set())
     health_file = Path(config.common.health_file) if config.common.health_file else None
-    plotter = Plotter(Path(config.common.logs_dir), config.drift, health_file)
+    plotter = Plotter(Path(config.common.logs_dir), config.drift, health_file, config.inputs)
     REGISTRY.register(PlotMetrics(plotter))
     try:
         page.serve(config, plotter)
