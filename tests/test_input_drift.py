@@ -299,22 +299,6 @@ def test_the_summary_lists_the_worst_column_first_and_the_predictions_as_such(tm
     assert summary["alarm"] is True and (summary["window"], summary["raise"], summary["clear"]) == (500, 0.2, 0.1)
 
 
-def test_a_refresh_of_fifty_new_blocks_costs_milliseconds(tmp_path: Path) -> None:
-    writer = CountsWriter(tmp_path, example(), replica="a")
-    drift = InputDrift(tmp_path, InputDriftSettings(window=1000))
-    write(writer, *inputs(2000, seed=1))
-    drift.refresh()
-    costs = []
-    for seed in range(10):
-        write(writer, *inputs(50 * BLOCK_ROWS, seed=seed))
-        started = time.perf_counter()
-        drift.refresh()
-        drift.summary()
-        costs.append(time.perf_counter() - started)
-    print(f"a refresh of 50 blocks: {min(costs) * 1e3:.2f} ms at best, {max(costs) * 1e3:.2f} ms at worst")
-    assert min(costs) < 0.005, "reading 50 lines of counts, judging them and summing up: about 1 ms"
-
-
 def test_the_settings_default_and_refuse_bad_values_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("INPUT_DRIFT_WINDOW", "INPUT_DRIFT_RAISE", "INPUT_DRIFT_CLEAR"):
         monkeypatch.delenv(name, raising=False)

@@ -1,11 +1,12 @@
-"""make bench: drain, wire limit, latency and plot figures on this machine, printed as a table.
+"""make bench: drain, wire limit, input drift's cost, latency and plot figures on this machine, printed as a table.
 
 Every figure is the median of BENCH_REPEAT runs, with min and max. Sizes come from the environment so that CI can run
-a small version: BENCH_ROWS (drain and wire limit, default 50,000), BENCH_LATENCY_ROWS (default 2,000 at 200 rows/s),
-BENCH_PLOT_ROWS (comma-separated CSV sizes, default 1,000,000 and 10,000,000), BENCH_BACKLOG_ROWS (rows queued for
-the memory figures, default 1,000,000), BENCH_WAITING_HALVES (halves left waiting on disk for the drain beside them,
-default 1,000,000), BENCH_AB_REF (a git revision: its drain alternated with this checkout's on the same broker, e.g.
-BENCH_AB_REF=HEAD~3; unset: skipped). Nothing here asserts a speed.
+a small version: BENCH_ROWS (drain, wire limit and model alone with input drift on and off, alternated; default
+50,000), BENCH_LATENCY_ROWS (default 2,000 at 200 rows/s), BENCH_PLOT_ROWS (comma-separated CSV sizes, default
+1,000,000 and 10,000,000), BENCH_BACKLOG_ROWS (rows queued for the memory figures, default 1,000,000),
+BENCH_WAITING_HALVES (halves left waiting on disk for the drain beside them, default 1,000,000), BENCH_AB_REF (a git
+revision: its drain alternated with this checkout's on the same broker, e.g. BENCH_AB_REF=HEAD~3; unset: skipped).
+Nothing here asserts a speed.
 """
 
 from __future__ import annotations
@@ -113,6 +114,41 @@ class Bench:
         memory = peak_resident_mb(metric.pid)
         stop_gracefully(services, "model", "metric")
         return ROWS / elapsed, memory
+
+    def model_rate(self, input_drift: str) -> float:
+        """Rows/s of model alone (INPUT_DRIFT ``on`` or ``off``) through ROWS rows queued beforehand, from its start
+        until y_pred holds them all."""
+        delete_queues(self.node.url)
+        services = self.services(self.folder / "model-rate")
+        services.start("features", FEATURES_INTERVAL="0", FEATURES_LIMIT=str(ROWS))
+        assert services.wait("features", timeout=600) == 0
+        started = time.perf_counter()
+        services.start("model", INPUT_DRIFT=input_drift)
+        wait_until(lambda: queue_depths(self.node.url)[Y_PRED] >= ROWS, 600, f"{ROWS} predictions", poll=0.01)
+        elapsed = time.perf_counter() - started
+        stop_gracefully(services, "model")
+        return ROWS / elapsed
+
+    def input_drift_ab(self) -> tuple[list[float], list[float]]:
+        """model's rows/s with input drift and without, alternated REPEAT times on the same node."""
+        with_it, without = [], []
+        for _ in range(REPEAT):
+            with_it.append(self.model_rate("on"))
+            without.append(self.model_rate("off"))
+        return with_it, without
+
+    def plot_inputs(self) -> dict[str, float]:
+        """plot's side of input drift, in-process: reading and judging the counts of ROWS rows (wine's 12 features and
+        the predictions, three replicas), and a refresh that finds 50 new blocks."""
+        folder = self.folder / "plot-inputs"
+        probe = subprocess.run(
+            [sys.executable, "-c", INPUTS_PROBE, str(folder), str(ROWS), str(REPEAT)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=os.environ | {"PYTHONPATH": f"{REPO / 'plot' / 'src'}:{REPO}"},
+        )
+        return json.loads(probe.stdout)
 
     def cluster_drains(self) -> list[float]:
         """The drain on three nodes of the same server on this machine, REPEAT times (the single node idles)."""
@@ -226,6 +262,44 @@ class Bench:
         figures["idle CPU %"] = idle_cpu(self.services(logs / "idle", PLOT_INTERVAL="2"), logs)
         return figures
 
+
+INPUTS_PROBE = """
+import json, sys, time
+from pathlib import Path
+import numpy as np, pandas as pd
+from input_drift import InputDrift
+from pipeline import profile
+from pipeline.input_counts import BLOCK_ROWS, CountsWriter
+from tests.helpers import REPO
+
+folder, rows, repeat = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+frame = pd.read_csv(REPO / "data" / "wine.csv")
+data = frame.drop(columns=["alcohol"]).to_numpy(float)
+reference = profile.make(data, data[:, 0], list(frame.columns[1:]), "wine", "0" * 64)  # a stand-in prediction
+rng = np.random.default_rng(1)
+writers = [CountsWriter(folder, reference, replica=str(index)) for index in range(3)]
+
+def write(count):
+    for start in range(0, count, BLOCK_ROWS):
+        picked = data[rng.integers(0, len(data), BLOCK_ROWS)]
+        writers[start // BLOCK_ROWS % 3].add(picked, picked[:, 0])
+    for writer in writers:
+        writer.flush()
+
+write(rows)
+started = time.perf_counter()
+drift = InputDrift(folder)
+drift.refresh()
+first = time.perf_counter() - started
+refreshes = []
+for _ in range(max(repeat, 5)):
+    write(50 * BLOCK_ROWS)
+    started = time.perf_counter()
+    drift.refresh()
+    drift.summary()
+    refreshes.append(1000 * (time.perf_counter() - started))
+print(json.dumps({"first rows/s": rows / first, "50 blocks ms": refreshes}))
+"""
 
 PLOT_PROBE = """
 import json, sys, threading, time, urllib.request
@@ -413,6 +487,17 @@ def run(bench: Bench) -> list[tuple[str, str]]:
     table = [(f"drain of {ROWS:,} queued rows", spread(drains, "rows/s"))]
     table += [("wire limit (bare relay, same broker)", spread(limits, "rows/s"))]
     table += [("drain / wire limit", spread(ratios, "", 2))]
+    with_it, without = bench.input_drift_ab()
+    table += [
+        (f"model alone, {ROWS:,} queued rows, input drift on (alternated with the next)", spread(with_it, "rows/s")),
+        (f"model alone, {ROWS:,} queued rows, INPUT_DRIFT=off", spread(without, "rows/s")),
+        ("model: input drift on / off (pair by pair)", spread(ratios_of(with_it, without), "", 2)),
+    ]
+    inputs = bench.plot_inputs()
+    table += [
+        (f"plot: first read and judgement of {ROWS:,} rows' input counts", f"{inputs['first rows/s']:,.0f} rows/s"),
+        ("plot: a refresh that finds 50 new blocks of input counts", spread(inputs["50 blocks ms"], "ms", 2)),
+    ]
     cluster_drains = bench.cluster_drains()
     table += [(f"drain of {ROWS:,} queued rows, three-node cluster", spread(cluster_drains, "rows/s"))]
     cluster_ratio = statistics.median(cluster_drains) / statistics.median(drains)
