@@ -4,7 +4,10 @@ model, its checks at start, and the counts of every predicted row, in process ag
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +25,7 @@ from pipeline.messages import encode
 from pipeline.profile import Profile
 from pipeline.topology import FEATURES
 from tests.fake_broker import FakeBroker
-from tests.helpers import Stream
+from tests.helpers import REPO, Stream
 from tests.test_own_data import EXAMPLE, EXAMPLE_TARGET, UNREACHABLE, one_line
 from tests.test_services_unit import Picky
 
@@ -185,12 +188,48 @@ def test_train_saves_the_profile_of_its_data_beside_the_model(tmp_path: Path) ->
     assert saved == made and (saved.rows, saved.source) == (178, str(EXAMPLE))
 
 
+def run_make_profile(environment: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """What `make profile MODEL_PATH=… DATASET_PATH=… TARGET_COLUMN=…` runs."""
+    return subprocess.run(
+        [sys.executable, str(REPO / "model" / "src" / "make_profile.py")],
+        check=False,
+        env=os.environ | environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def fitted_on_a_frame(path: Path) -> Path:
     """A model of the user's own, fitted elsewhere on the example with its column names; no profile."""
     frame = pd.read_csv(EXAMPLE)
     estimator = LinearRegression().fit(frame.drop(columns=[EXAMPLE_TARGET]), frame[EXAMPLE_TARGET])
     skops.io.dump(estimator, path)
     return path
+
+
+def test_make_profile_saves_one_for_a_model_of_your_own_that_model_then_uses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model_path = fitted_on_a_frame(tmp_path / "own.skops")
+    environment = {"MODEL_PATH": str(model_path), "DATASET_PATH": str(EXAMPLE), "TARGET_COLUMN": EXAMPLE_TARGET}
+    result = run_make_profile(environment)
+    assert result.returncode == 0, result.stderr
+    saved = profile.load(tmp_path / "own.profile.json")
+    assert saved.model_sha256 == profile.sha256_of(model_path) and saved.rows == 178
+    for name, value in (environment | {"LOGS_DIR": str(tmp_path / "logs")}).items():
+        monkeypatch.setenv(name, value)
+    inputs = load_settings().inputs
+    assert inputs is not None and inputs.profile == saved
+
+
+def test_make_profile_refuses_a_dataset_of_another_width_in_one_line(tmp_path: Path, model_path: Path) -> None:
+    own = Path(shutil.copy(model_path, tmp_path / "model.skops"))  # of the diabetes data: 10 features
+    result = run_make_profile({"MODEL_PATH": str(own), "DATASET_PATH": str(EXAMPLE), "TARGET_COLUMN": EXAMPLE_TARGET})
+    assert result.returncode == 2
+    line = one_line(result.stdout + result.stderr)
+    assert "DATASET_PATH" in line and "12 feature columns but the model at MODEL_PATH expects 10" in line, line
+    assert not (tmp_path / "model.profile.json").exists()
 
 
 # --- a profile that does not fit stops model at start ---------------------------------------------
