@@ -113,18 +113,24 @@ def test_without_a_profile_the_first_rows_are_the_reference_and_are_counted_too(
     assert counts.tolist() == learned.count(rows, rows.sum(axis=1)).tolist()
 
 
-@pytest.mark.parametrize("raced", [False, True], ids=["one-after-the-other", "both-learned-at-once"])
-def test_two_replicas_sharing_a_folder_count_against_one_learned_reference(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, raced: bool
-) -> None:
-    if raced:  # neither finds the other's before it makes its own: the second to keep it adopts the first's
-        monkeypatch.setattr(InputCounter, "_learned_before", lambda self: None)
-    first, second = (InputCounter(settings(tmp_path, None, reference_rows=100), replica=name) for name in "ab")
-    (_a, broker_a), (_b, broker_b) = start(first), start(second)
+@pytest.mark.parametrize("second_starts", ["after-the-first-learned", "before"])
+def test_two_replicas_sharing_a_folder_count_against_one_learned_reference(tmp_path: Path, second_starts: str) -> None:
+    def replica(name: str) -> tuple[InputCounter, FakeBroker]:
+        counter = InputCounter(settings(tmp_path, None, reference_rows=100), replica=name)
+        return counter, start(counter)[1]
+
+    first, broker_a = replica("a")
+    if second_starts == "before":
+        second, broker_b = replica("b")
     rows_a, rows_b = random_rows(100, 5), random_rows(150, 6, centre=50.0)  # the second's own would differ
     deliver(broker_a, rows_a[:99])
-    deliver(broker_b, rows_b[:99])
-    deliver(broker_a, rows_a[99:])
+    if second_starts == "before":
+        deliver(broker_b, rows_b[:99])  # both learning at once
+    deliver(broker_a, rows_a[99:])  # the first has learned
+    if second_starts != "before":
+        second, broker_b = replica("b")
+        assert second.reference is not None, "the reference learned before is found at start"
+        deliver(broker_b, rows_b[:99])
     deliver(broker_b, rows_b[99:])
     first.close()
     second.close()
