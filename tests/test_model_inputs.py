@@ -48,11 +48,16 @@ def start(counter: InputCounter) -> tuple[Predictor, FakeBroker]:
     return Predictor(Picky(), "picky", broker, counter), broker  # type: ignore[arg-type]
 
 
-def deliver(broker: FakeBroker, rows: np.ndarray, *, redelivered: bool = False) -> None:
-    """Hand the rows to model as one read from the socket, and predict them."""
+def deliver(
+    broker: FakeBroker, rows: np.ndarray, *, redelivered: bool = False, counter: InputCounter | None = None
+) -> None:
+    """Hand the rows to model as one read from the socket and predict them; then count them, with ``counter``, as
+    its timer would."""
     for index, row in enumerate(rows):
         broker.deliver(FEATURES, encode(f"r{index}", row.tolist()), redelivered=redelivered)
     broker.fire_timers()
+    if counter is not None:
+        counter.flush()
 
 
 def total_counts(folder: Path) -> tuple[np.ndarray, int, set[str]]:
@@ -95,43 +100,39 @@ def test_without_a_profile_the_first_rows_are_the_reference_and_are_counted_too(
     counter = InputCounter(settings(tmp_path, None, reference_rows=150), replica="one")
     _predictor, broker = start(counter)
     rows = random_rows(220, 4)
-    deliver(broker, rows[:120])
-    assert not tmp_path.joinpath(learned_path(tmp_path, SHA).name).exists() and counter.reference is None
-    deliver(broker, rows[120:])
-    counter.close()
+    deliver(broker, rows[:120], counter=counter)
+    assert not learned_path(tmp_path, SHA).exists() and counter.reference is None
+    deliver(broker, rows[120:], counter=counter)
     learned = profile.load(learned_path(tmp_path, SHA))
-    expected = profile.make(
-        rows[:150],
-        rows[:150].sum(axis=1),
-        ["feature 1", "feature 2", "feature 3"],
-        "the first 150 rows of the stream",
-        SHA,
-    )
+    names = ["feature 1", "feature 2", "feature 3"]
+    expected = profile.make(rows[:150], rows[:150].sum(axis=1), names, "the first 150 rows of the stream", SHA)
     assert learned == expected == counter.reference
+    counter.close()
     counts, total, references = total_counts(tmp_path)
     assert total == 220 and references == {learned.id}
     assert counts.tolist() == learned.count(rows, rows.sum(axis=1)).tolist()
 
 
-@pytest.mark.parametrize("second_starts", ["after-the-first-learned", "before"])
-def test_two_replicas_sharing_a_folder_count_against_one_learned_reference(tmp_path: Path, second_starts: str) -> None:
-    def replica(name: str) -> tuple[InputCounter, FakeBroker]:
-        counter = InputCounter(settings(tmp_path, None, reference_rows=100), replica=name)
-        return counter, start(counter)[1]
+def learning_replica(folder: Path, name: str) -> tuple[InputCounter, FakeBroker]:
+    counter = InputCounter(settings(folder, None, reference_rows=100), replica=name)
+    return counter, start(counter)[1]
 
-    first, broker_a = replica("a")
-    if second_starts == "before":
-        second, broker_b = replica("b")
-    rows_a, rows_b = random_rows(100, 5), random_rows(150, 6, centre=50.0)  # the second's own would differ
-    deliver(broker_a, rows_a[:99])
-    if second_starts == "before":
-        deliver(broker_b, rows_b[:99])  # both learning at once
-    deliver(broker_a, rows_a[99:])  # the first has learned
-    if second_starts != "before":
-        second, broker_b = replica("b")
-        assert second.reference is not None, "the reference learned before is found at start"
-        deliver(broker_b, rows_b[:99])
-    deliver(broker_b, rows_b[99:])
+
+@pytest.mark.parametrize("together", [False, True], ids=["second-starts-after-the-first-learned", "both-learn-at-once"])
+def test_two_replicas_sharing_a_folder_count_against_one_learned_reference(tmp_path: Path, together: bool) -> None:
+    rows_a, rows_b = random_rows(100, 5), random_rows(150, 6, centre=50.0)  # the second's own reference would differ
+    first, broker_a = learning_replica(tmp_path, "a")
+    deliver(broker_a, rows_a[:99], counter=first)
+    if together:
+        second, broker_b = learning_replica(tmp_path, "b")
+        deliver(broker_b, rows_b[:99], counter=second)
+        deliver(broker_a, rows_a[99:], counter=first)  # the first keeps its reference while the second still learns
+    else:
+        deliver(broker_a, rows_a[99:], counter=first)
+        second, broker_b = learning_replica(tmp_path, "b")
+        assert second.reference == first.reference, "the reference learned before is found at start"
+        deliver(broker_b, rows_b[:99], counter=second)
+    deliver(broker_b, rows_b[99:], counter=second)
     first.close()
     second.close()
     reference = profile.load(learned_path(tmp_path, SHA))
@@ -154,8 +155,8 @@ def test_counting_that_fails_stops_counting_not_predictions(
         raise RuntimeError("a bug in the counting")
 
     monkeypatch.setattr(CountsWriter, "add", broken)
-    deliver(broker, random_rows(5, 7))
-    deliver(broker, random_rows(5, 8))
+    deliver(broker, random_rows(5, 7), counter=counter)
+    deliver(broker, random_rows(5, 8), counter=counter)
     assert len(broker.published) == 10
     errors = [record for record in caplog.records if record.levelno == logging.ERROR]
     assert len(errors) == 1 and "predictions go on" in errors[0].getMessage()

@@ -104,16 +104,17 @@ def feature_names(model: Any) -> list[str]:
 class InputCounter:
     """Counts every row whose prediction is published; without a reference, learns one from the first rows first.
 
-    Rows that come while the reference is being learned wait in memory and are counted once it is made, so that no
-    row goes uncounted."""
+    ``add`` only notes the rows: ``flush`` counts them, every FLUSH_INTERVAL, so that a batch of one row costs no more
+    than a list append. Rows that come while the reference is being learned wait in memory and are counted once it is
+    made, so that no row goes uncounted."""
 
     def __init__(self, settings: InputSettings, replica: str | None = None) -> None:
         self._settings = settings
         self._replica = replica
         self._writer: CountsWriter | None = None
-        self._waiting_rows: list[np.ndarray] = []
-        self._waiting_predictions: list[np.ndarray] = []
-        self._waiting = 0
+        self._pending_rows: list[np.ndarray] = []  # noted since the last flush, or while learning the reference
+        self._pending_predictions: list[np.ndarray] = []
+        self._pending = 0
         self._failed = False
         reference = settings.profile or self._learned_before()
         if reference is not None:
@@ -124,10 +125,6 @@ class InputCounter:
     def reference(self) -> Profile | None:
         return self._writer.reference if self._writer else None
 
-    @property
-    def counted(self) -> int:
-        return self._writer.counted if self._writer else 0
-
     def describe(self) -> str:
         """Which reference is in use, for the start line."""
         return self._origin
@@ -137,57 +134,54 @@ class InputCounter:
         if self._failed:
             return "input counting failed"
         if self._writer is None:
-            return f"learning the input reference ({self._waiting} of {self._settings.reference_rows} rows)"
+            return f"learning the input reference ({self._pending} of {self._settings.reference_rows} rows)"
         return f"{self._writer.counted} rows counted for input drift"
 
     def add(self, rows: np.ndarray, predictions: np.ndarray) -> None:
-        """Count ``rows`` (one per line) and their published ``predictions``, in order."""
+        """Note ``rows`` (one per line) and their published ``predictions``, in order, for the next flush."""
         if self._failed or len(rows) == 0:
             return
+        self._pending_rows.append(np.asarray(rows, dtype=np.float64))
+        self._pending_predictions.append(np.asarray(predictions, dtype=np.float64))
+        self._pending += len(rows)
+
+    def flush(self) -> None:
+        """Count the rows noted since the last flush (first learning the reference, once enough rows have come) and
+        write the blocks closed so far."""
+        if self._failed:
+            return
         try:
+            self._count_pending()
             if self._writer is not None:
-                self._writer.add(rows, predictions)
-            else:
-                self._wait(rows, predictions)
+                self._writer.flush()
         except Exception:  # the counts are statistics: a fault of ours here must not stop predictions
             self._fail()
 
-    def flush(self) -> None:
-        """Write the counts closed so far (called every FLUSH_INTERVAL)."""
-        if self._failed or self._writer is None:
-            return
-        try:
-            self._writer.flush()
-        except Exception:  # as in add
-            self._fail()
-
     def close(self) -> None:
+        """Count and write what is left; never raises."""
+        if not self._failed:
+            try:
+                self._count_pending()
+            except Exception:  # as in flush
+                self._fail()
         if self._writer is not None:
             self._writer.close()
-        elif self._waiting and not self._failed:
+        elif self._pending:
             LOGGER.info(
                 "input drift: stopped before %d rows came to learn the reference from; %d rows were not counted",
                 self._settings.reference_rows,
-                self._waiting,
+                self._pending,
             )
 
-    def _wait(self, rows: np.ndarray, predictions: np.ndarray) -> None:
-        self._waiting_rows.append(np.asarray(rows, dtype=np.float64))
-        self._waiting_predictions.append(np.asarray(predictions, dtype=np.float64))
-        self._waiting += len(rows)
-        if self._waiting >= self._settings.reference_rows:
-            self._learn()
-
-    def _learn(self) -> None:
-        """Make the reference from the first rows (or adopt another replica's), then count every row that waited."""
-        rows, predictions = np.concatenate(self._waiting_rows), np.concatenate(self._waiting_predictions)
-        self._waiting_rows, self._waiting_predictions, self._waiting = [], [], 0
-        reference = self._learned_before()
-        if reference is not None:
-            LOGGER.info("input drift: adopted the reference another replica learned, %s", self._learned_path)
-        else:
+    def _count_pending(self) -> None:
+        learning = self._writer is None
+        if not self._pending or (learning and self._pending < self._settings.reference_rows):
+            return
+        rows, predictions = np.concatenate(self._pending_rows), np.concatenate(self._pending_predictions)
+        self._pending_rows, self._pending_predictions, self._pending = [], [], 0
+        if self._writer is None:
             reference = self._keep(self._make(rows, predictions))
-        self._writer = CountsWriter(self._settings.folder, reference, self._replica)
+            self._writer = CountsWriter(self._settings.folder, reference, self._replica)
         self._writer.add(rows, predictions)
 
     def _make(self, rows: np.ndarray, predictions: np.ndarray) -> Profile:
@@ -241,4 +235,4 @@ class InputCounter:
     def _fail(self) -> None:
         LOGGER.exception("input drift: counting failed; this replica counts no more rows, predictions go on")
         self._failed = True
-        self._waiting_rows, self._waiting_predictions, self._waiting = [], [], 0
+        self._pending_rows, self._pending_predictions, self._pending = [], [], 0
