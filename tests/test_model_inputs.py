@@ -79,20 +79,20 @@ def test_every_published_row_is_counted_against_the_profile_and_written_on_the_t
     predictor, broker = start(counter)
     rows = random_rows(250, 2)
     refused = np.array([[1.0, 13.0, 3.0], [7.0, 2.0, 3.0]])  # Picky raises on one, predicts infinity for the other
-    suspect = random_rows(1, 3)
+    suspect, last = random_rows(1, 3), random_rows(1, 4)
 
     def serve() -> None:
         deliver(broker, np.concatenate([rows[:120], refused, rows[120:]]))
-        deliver(broker, suspect, redelivered=True)  # gathered, then predicted alone
-        broker.fire_timers()  # the flush timer, due after the rows came
+        deliver(broker, suspect, redelivered=True)  # the flush timer fires first, then the suspect is predicted alone
         written = CountsReader(tmp_path).read_new()
         assert [block.rows for block in written] == [BLOCK_ROWS, BLOCK_ROWS], "closed blocks go out on the timer"
+        deliver(broker, last)  # predicted after the timer's last flush: counted as model stops
 
     broker.while_running = serve
     predictor.run()
-    counted = np.concatenate([rows, suspect])
+    counted = np.concatenate([rows, suspect, last])
     counts, total, references = total_counts(tmp_path)
-    assert total == 251 and references == {reference.id}
+    assert total == 252 and references == {reference.id}
     assert counts.tolist() == reference.count(counted, counted.sum(axis=1)).tolist()
 
 
