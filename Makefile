@@ -7,12 +7,12 @@ PYTHON := $(VENV)/bin/python
 RABBITMQ_SERVER := /usr/lib/rabbitmq/bin/rabbitmq-server
 SERVICE_REQUIREMENTS := features/requirements.txt model/requirements.txt metric/requirements.txt plot/requirements.txt
 
-.PHONY: help install train pictures test e2e chaos bench lint format rabbitmq browser up up-cluster cookie down clean
+.PHONY: help install train profile pictures test e2e chaos bench lint format rabbitmq browser up up-cluster cookie down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
 
-install: $(VENV)/.installed model/model.skops ## Create .venv with everything the services and tests need, and train the default model
+install: $(VENV)/.installed model/model.skops model/model.profile.json ## Create .venv with everything the services and tests need, and train the default model (and its profile)
 
 $(VENV)/.installed: requirements-dev.txt $(SERVICE_REQUIREMENTS) common/pyproject.toml
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -22,8 +22,16 @@ $(VENV)/.installed: requirements-dev.txt $(SERVICE_REQUIREMENTS) common/pyprojec
 model/model.skops: $(VENV)/.installed model/src/train.py
 	DATASET_PATH= MODEL_PATH= $(PYTHON) model/src/train.py
 
-train: $(VENV)/.installed ## Train the default estimator on your CSV: make train DATASET_PATH=… TARGET_COLUMN=… MODEL_PATH=…
+# train.py writes it with the model; this makes it for a model trained before train.py did
+model/model.profile.json: model/model.skops
+	DATASET_PATH= MODEL_PATH= MODEL_TRUSTED_TYPES= $(PYTHON) model/src/make_profile.py
+
+train: $(VENV)/.installed ## Train the default estimator on your CSV, and save its profile: make train DATASET_PATH=… TARGET_COLUMN=… MODEL_PATH=…
 	DATASET_PATH="$(DATASET_PATH)" TARGET_COLUMN="$(TARGET_COLUMN)" MODEL_PATH="$(MODEL_PATH)" $(PYTHON) model/src/train.py
+
+profile: $(VENV)/.installed ## Save the profile of your own model beside it: make profile MODEL_PATH=… DATASET_PATH=… TARGET_COLUMN=…
+	MODEL_PATH="$(MODEL_PATH)" DATASET_PATH="$(DATASET_PATH)" TARGET_COLUMN="$(TARGET_COLUMN)" \
+	  MODEL_TRUSTED_TYPES="$(MODEL_TRUSTED_TYPES)" $(PYTHON) model/src/make_profile.py
 
 rabbitmq: ## Make sure Debian's rabbitmq-server is installed (the tests start private nodes of it)
 	@test -x $(RABBITMQ_SERVER) || { \
@@ -81,5 +89,5 @@ rabbitmq/erlang.cookie:
 down: ## Stop the stack (add `-v` by hand to also drop the broker's data)
 	docker compose down
 
-clean: ## Remove the virtual environment and the trained model (logs/ is left alone)
-	rm -rf $(VENV) model/model.skops
+clean: ## Remove the virtual environment, the trained model and its profile (logs/ is left alone)
+	rm -rf $(VENV) model/model.skops model/model.profile.json

@@ -45,6 +45,7 @@ class FakeBroker:
         self.hooks: dict[str, Hook] = {}
         self.ready = True
         self.problems: dict[str, str] = {}  # set_problem's conditions that last, by name
+        self.while_running: Hook | None = None  # what happens between run()'s start and its return
         self._tag = 0
 
     # --- Broker's surface ---
@@ -70,6 +71,8 @@ class FakeBroker:
             self.problems[name] = reason
 
     def run(self) -> int:
+        if self.while_running is not None:
+            self.while_running()
         return 0
 
     def call_later(self, delay: float, callback: Hook) -> Timer:

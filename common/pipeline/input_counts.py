@@ -89,6 +89,7 @@ class CountsWriter:
     def __init__(self, folder: Path, reference: Profile, replica: str | None = None) -> None:
         self.folder = folder
         self.reference = reference
+        self._reference_id = reference.id  # once: it hashes the whole reference, far more work than a block
         self.path = folder / f"counts-{replica or replica_name()}.jsonl"
         self.counted = 0  # rows counted since start
         self.dropped = 0  # blocks that could not be written
@@ -147,7 +148,7 @@ class CountsWriter:
     def _close_block(self) -> None:
         line = {
             "t": round(time.time(), 3),
-            "ref": self.reference.id,
+            "ref": self._reference_id,
             "rows": self._block_rows,
             "counted": self.counted,
             "counts": self._block.tolist(),
@@ -159,7 +160,7 @@ class CountsWriter:
 
     def _write(self) -> None:
         if not self._reference_saved:
-            path = reference_path(self.folder, self.reference.id)
+            path = reference_path(self.folder, self._reference_id)
             if not path.exists():
                 self.reference.save(path)
             self._reference_saved = True

@@ -7,7 +7,8 @@ redelivered message may be one that crashed a model before, so redelivered messa
 predicted one at a time, in random order, each acked before the next: a poison message then takes few others down
 with it, and the delivery limit moves it to ``features.dead`` while the rows that shared its deliveries get through.
 A row the estimator raises on, or predicts as NaN or infinity, goes to ``features.dead`` with the reason; the rest of
-its batch is predicted as usual.
+its batch is predicted as usual. Every row whose prediction is published is counted, with it, in the bins of the
+inputs' reference (``model_inputs``), for plot's input drift; INPUT_DRIFT=off turns that off.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import joblib
 import numpy as np
 import skops.io
 from default_model import DEFAULT_MODEL_PATH  # beside this file: the model the image trains at build time
+from model_inputs import FLUSH_INTERVAL, InputCounter, InputSettings, load_input_settings
 
 from pipeline import service
 from pipeline.broker import Broker, Delivery, persistent
@@ -47,14 +49,21 @@ class Settings:
     prefetch: int
     model: Any
     model_path: str
+    inputs: InputSettings | None  # None: INPUT_DRIFT=off
 
 
 def load_settings() -> Settings:
     common = load_common()
     prefetch = env_prefetch()
-    trusted_types = [name.strip() for name in env_str("MODEL_TRUSTED_TYPES", "").split(",") if name.strip()]
     model_path = env_str("MODEL_PATH", "").strip() or DEFAULT_MODEL_PATH
-    return Settings(common, prefetch, load_model(model_path, trusted_types), model_path)
+    model = load_model(model_path, env_trusted_types())
+    inputs = load_input_settings(model, model_path, common.logs_dir)
+    return Settings(common, prefetch, model, model_path, inputs)
+
+
+def env_trusted_types() -> list[str]:
+    """MODEL_TRUSTED_TYPES: the types, comma-separated, a .skops model may use beyond those skops trusts."""
+    return [name.strip() for name in env_str("MODEL_TRUSTED_TYPES", "").split(",") if name.strip()]
 
 
 def load_model(path: str, trusted_types: list[str]) -> Any:
@@ -93,8 +102,9 @@ class Row(NamedTuple):
 class Predictor:
     """Collects the rows of one read from the socket into a batch and predicts them together."""
 
-    def __init__(self, model: Any, model_path: str, broker: Broker) -> None:
+    def __init__(self, model: Any, model_path: str, broker: Broker, counter: InputCounter | None = None) -> None:
         self._model, self._model_path = model, model_path
+        self._counter = counter
         self._n_features = int(model.n_features_in_)
         self._batch: list[Row] = []
         self._suspects: list[Row] = []
@@ -115,8 +125,15 @@ class Predictor:
             self._n_features,
             FEATURES,
         )
+        LOGGER.info("input drift: %s", self._counter.describe() if self._counter else "off (INPUT_DRIFT=off)")
         self._broker.call_later(service.HEARTBEAT_INTERVAL, self._heartbeat)
-        return self._broker.run()
+        if self._counter is not None:
+            self._broker.call_later(FLUSH_INTERVAL, self._flush_counts)
+        try:
+            return self._broker.run()
+        finally:  # after the loop, so that rows predicted while draining are counted too
+            if self._counter is not None:
+                self._counter.close()
 
     def _on_features(self, delivery: Delivery) -> None:
         row_id, features = decode_features(delivery.body, self._n_features)
@@ -138,6 +155,7 @@ class Predictor:
             if prediction is not None:
                 self._suspect_in_flight = True
                 self._publish(row, prediction, partial(self._suspect_done, row))
+                self._count(np.array([row.features]), [prediction])
 
     def _suspect_done(self, row: Row) -> None:
         self._broker.ack(row.delivery)
@@ -156,18 +174,25 @@ class Predictor:
         self._batch.clear()
         if not batch:
             return
+        rows = np.array([row.features for row in batch])
         predictions: list[float | None]
         try:
-            predictions = [float(value) for value in self._model.predict(np.array([row.features for row in batch]))]
+            predictions = [float(value) for value in self._model.predict(rows)]
         except Exception:  # one row the estimator refuses must not cost the others: find it by predicting one by one
             predictions = [self._predict_one(row) for row in batch]
-        for row, prediction in zip(batch, predictions, strict=True):
+        published: list[int] = []
+        for index, (row, prediction) in enumerate(zip(batch, predictions, strict=True)):
             if prediction is None:
                 continue
             if math.isfinite(prediction):
                 self._publish(row, prediction, partial(self._broker.ack, row.delivery))
+                published.append(index)
             else:
                 self._refuse(row, f"the model predicted {prediction!r} for it")
+        if len(published) < len(batch):
+            self._count(rows[published], [predictions[index] for index in published])
+        else:
+            self._count(rows, predictions)
 
     def _predict_one(self, row: Row) -> float | None:
         """The row's prediction, or None once a row the estimator raises on or predicts no number for is refused."""
@@ -190,20 +215,32 @@ class Predictor:
         properties = persistent(row.delivery.created)  # the row's creation time goes on with its prediction
         self._broker.publish(Y_PRED, encode(row.row_id, prediction), on_confirmed, resend=False, properties=properties)
 
+    def _count(self, rows: np.ndarray, predictions: list[float | None]) -> None:
+        """Count published rows and their predictions for the input drift, if it is on."""
+        if self._counter is not None:
+            self._counter.add(rows, np.array(predictions, dtype=np.float64))
+
+    def _flush_counts(self) -> None:
+        assert self._counter is not None
+        self._counter.flush()
+        self._broker.call_later(FLUSH_INTERVAL, self._flush_counts)
+
     def _heartbeat(self) -> None:
         LOGGER.info(
-            "heartbeat: %d rows predicted (%.1f rows/s), %d rejected into %s",
+            "heartbeat: %d rows predicted (%.1f rows/s), %d rejected into %s%s",
             self._predicted,
             self._rate.per_second(self._predicted),
             self._broker.rejected[FEATURES],
             dead_letter_queue(FEATURES),
+            f"; {self._counter.status()}" if self._counter else "",
         )
         self._broker.call_later(service.HEARTBEAT_INTERVAL, self._heartbeat)
 
 
 def run(config: Settings) -> int:
     broker = Broker(config.common, [FEATURES, Y_PRED], prefetch=config.prefetch)
-    return Predictor(config.model, config.model_path, broker).run()
+    counter = InputCounter(config.inputs) if config.inputs else None
+    return Predictor(config.model, config.model_path, broker, counter).run()
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@ The dataset is the one features streams: DATASET_PATH and TARGET_COLUMN, or scik
 DATASET_PATH is empty. A MODEL_PATH ending in `.skops` is written with skops (loading it runs no code); any other
 name gets a joblib pickle. A LinearRegression has no randomness: the same data and scikit-learn version give the same
 model every time.
+
+Beside the model goes its profile (``model.profile.json`` for ``model.skops``): the bins and shares of each feature of
+the training data and of the model's predictions on it, the reference against which model counts the rows it serves.
 """
 
 from __future__ import annotations
@@ -11,14 +14,15 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import joblib
 import numpy as np
 import skops.io
-from default_model import DEFAULT_MODEL_PATH  # beside this file
+from default_model import DEFAULT_MODEL_PATH, profile_path  # beside this file
 from sklearn.linear_model import LinearRegression
 
-from pipeline import dataset
+from pipeline import dataset, profile
 from pipeline.settings import SettingsError, env_str, report_bad_setting, setup_logging
 
 LOGGER = logging.getLogger("train")
@@ -28,6 +32,7 @@ def train(model_path: Path, data: dataset.Dataset | None = None) -> LinearRegres
     data = data or dataset.bundled()
     estimator = LinearRegression().fit(data.rows, data.targets)
     save(estimator, model_path)
+    save_profile(estimator, data, model_path)
     return estimator
 
 
@@ -42,6 +47,16 @@ def save(estimator: object, model_path: Path) -> None:
     temporary.replace(model_path)
 
 
+def save_profile(estimator: Any, data: dataset.Dataset, model_path: Path) -> Path:
+    """Save the profile of ``data`` and the estimator's predictions on it beside the model file; return where."""
+    path = profile_path(model_path)
+    made = profile.make(
+        data.rows, estimator.predict(data.rows), data.feature_names, data.source, profile.sha256_of(model_path)
+    )
+    made.save(path)
+    return path
+
+
 def main() -> int:
     try:
         model_path = Path(env_str("MODEL_PATH", "").strip() or DEFAULT_MODEL_PATH)
@@ -52,7 +67,8 @@ def main() -> int:
     estimator = train(model_path, data)
     mae = float(np.mean(np.abs(estimator.predict(data.rows) - data.targets)))
     LOGGER.info(
-        "trained %s on %d rows of %s (%d features: %s); mean absolute error on them %.4g; saved to %s",
+        "trained %s on %d rows of %s (%d features: %s); mean absolute error on them %.4g; saved to %s, its profile "
+        "to %s",
         type(estimator).__name__,
         len(data.rows),
         data.source,
@@ -60,6 +76,7 @@ def main() -> int:
         ", ".join(data.feature_names),
         mae,
         model_path,
+        profile_path(model_path),
     )
     return 0
 

@@ -37,7 +37,7 @@ SERVICES = ("rabbitmq", "features", "model", "metric", "plot")
 QUORUM_SETTLE = 15  # seconds a new quorum queue needs before a broker SIGKILL is survived (RabbitMQ 3.10 and 4.0)
 USER = PASSWORD = "pipeline"  # docker-compose.yml's defaults
 STACK_ENVIRONMENT = {"FEATURES_INTERVAL": "0.02", "PLOT_INTERVAL": "0.5", "FEATURES_LEDGER": "/tmp/ledger"}
-LOGS_OWNER = 4321  # who owns ./logs, as the person who cloned the repository would: metric and plot run as them
+LOGS_OWNER = 4321  # who owns ./logs, as the person who cloned the repository would: model, metric and plot run as them
 
 
 OVERRIDE = """\
@@ -317,13 +317,14 @@ def test_3_the_page_its_summary_and_every_metrics_endpoint_answer(stack: Stack) 
         assert sum(totals.values()) > 0, f"{service}: no {counter} counted"
 
 
-def test_4_metric_and_plot_run_as_the_owner_of_logs_and_no_service_as_root(stack: Stack) -> None:
-    for service in ("metric", "plot"):
+def test_4_the_services_writing_logs_run_as_its_owner_and_no_service_as_root(stack: Stack) -> None:
+    for service in ("model", "metric", "plot"):
         assert process_uid(stack.main_process(service)) == LOGS_OWNER, f"{service} does not run as the owner of logs/"
-    for service in ("features", "model"):
-        assert process_uid(stack.main_process(service)) == 10001
-    for name in ("metric_log.csv", "metric_waiting.sqlite", "metric_status.json", "error_distribution.png"):
+    assert process_uid(stack.main_process("features")) == 10001
+    for name in ("metric_log.csv", "metric_waiting.sqlite", "metric_status.json", "error_distribution.png", "inputs"):
         assert (stack.folder / "logs" / name).stat().st_uid == LOGS_OWNER, f"{name} is not the owner's"
+    counts = list((stack.folder / "logs" / "inputs").glob("counts-*.jsonl"))
+    assert counts and all(path.stat().st_uid == LOGS_OWNER for path in counts), "model counts no inputs as the owner"
 
 
 def test_5_a_crashed_service_is_restarted_by_its_policy_and_loses_nothing(stack: Stack) -> None:
