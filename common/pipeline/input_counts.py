@@ -89,7 +89,6 @@ class CountsWriter:
     def __init__(self, folder: Path, reference: Profile, replica: str | None = None) -> None:
         self.folder = folder
         self.reference = reference
-        self._reference_id = reference.id  # once: it hashes the whole reference, far more work than a block
         self.path = folder / f"counts-{replica or replica_name()}.jsonl"
         self.counted = 0  # rows counted since start
         self.dropped = 0  # blocks that could not be written
@@ -148,7 +147,7 @@ class CountsWriter:
     def _close_block(self) -> None:
         line = {
             "t": round(time.time(), 3),
-            "ref": self._reference_id,
+            "ref": self.reference.id,
             "rows": self._block_rows,
             "counted": self.counted,
             "counts": self._block.tolist(),
@@ -160,7 +159,7 @@ class CountsWriter:
 
     def _write(self) -> None:
         if not self._reference_saved:
-            path = reference_path(self.folder, self._reference_id)
+            path = reference_path(self.folder, self.reference.id)
             if not path.exists():
                 self.reference.save(path)
             self._reference_saved = True

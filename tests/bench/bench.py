@@ -137,7 +137,7 @@ class Bench:
             without.append(self.model_rate("off"))
         return with_it, without
 
-    def plot_inputs(self) -> dict[str, float]:
+    def plot_inputs(self) -> dict[str, Any]:
         """plot's side of input drift, in-process: reading and judging the counts of ROWS rows (wine's 12 features and
         the predictions, three replicas), and a refresh that finds 50 new blocks."""
         folder = self.folder / "plot-inputs"
