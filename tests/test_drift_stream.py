@@ -1,6 +1,7 @@
 """The drift alarm on a real stream: data/wine.csv and a model trained on it through the four services, first
-100,000 stationary rows (no alarm may rise), then a copy whose target is shifted by 2 (alcohol + 2): the alarm must
-rise within one window of the first shifted row. Default drift settings, as a user gets them."""
+100,000 stationary rows (no alarm may rise, neither the error's nor any input's), then a copy whose target is shifted
+by 2 (alcohol + 2): the error alarm must rise within one window of the first shifted row, and no input alarm (the
+inputs did not move). Default drift settings, as a user gets them."""
 
 from __future__ import annotations
 
@@ -60,6 +61,8 @@ def test_no_alarm_on_a_stationary_stream_and_one_within_a_window_of_a_shift(
         f"last window MAE {stationary['window_mae']:.4f}, false alarms {false_alarms}"
     )
     assert false_alarms == stationary["alarms"] == 0 and stationary["alarm"] is False
+    wait_until(lambda: summary(port)["inputs"]["rows"] == STATIONARY_ROWS, 60, "plot to count every row's inputs")
+    assert_inputs_quiet(summary(port)["inputs"], services.log("plot"), "stationary")
 
     shifted = shifted_copy(tmp_path / "wine-shifted.csv")
     services.start(
@@ -80,3 +83,13 @@ def test_no_alarm_on_a_stationary_stream_and_one_within_a_window_of_a_shift(
     )
     assert len(raised) == 1 and 0 < delay <= WINDOW
     stream.finish(expected=STATIONARY_ROWS + SHIFTED_ROWS)
+    # the target moved, not the inputs: the error alarm speaks and the input alarms stay quiet
+    assert_inputs_quiet(summary(port)["inputs"], services.log("plot"), f"{TARGET} + {SHIFT:g}")
+
+
+def assert_inputs_quiet(inputs: dict, log: str, phase: str) -> None:
+    """No input alarm rose for any feature or the prediction."""
+    scores = ", ".join(f"{column['name']} {column['score']:.3f}" for column in inputs["columns"])
+    print(f"{phase}: input scores over the last {inputs['window']:,} rows: {scores}")
+    assert "input drift alarm raised" not in log
+    assert not any(column["alarm"] for column in inputs["columns"])
