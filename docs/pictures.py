@@ -4,13 +4,15 @@ screenshot of plot's page in Debian's chromium.
 The services run as processes (the same files the images run) against a private RabbitMQ node: features streams
 PICTURE_ROWS rows (default 19,200: 300 blocks of 64) as fast as the broker confirms, then SHIFTED_ROWS rows of a copy
 whose alcohol is 2 higher (a drift the model cannot know of: 1,920 rows, 30 blocks, so that the last block ends
-with the last row). A model trained on the example by train.py predicts them, metric writes the CSV and plot draws
-it and raises its drift alarm. When every row is in and both pictures show them, the pictures are copied here and
-the page is photographed as docs/page.png.
+with the last row) and whose color_intensity is 1.5 times what it was (an input that moved). A model trained on the
+example by train.py predicts them, metric writes the CSV and plot draws it, raises its drift alarm and the input
+alarm of color_intensity. When every row is in and both pictures show them, the pictures are copied here and the page
+is photographed as docs/page.png.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -29,6 +31,7 @@ SHIFTED_ROWS = 1_920
 ROWS = STATIONARY_ROWS + SHIFTED_ROWS
 EXAMPLE = {"DATASET_PATH": str(REPO / "data" / "wine.csv"), "TARGET_COLUMN": "alcohol"}
 PICTURES = ("error_distribution.png", "error_over_time.png")
+MOVED = "color_intensity"
 
 
 def main() -> int:
@@ -36,7 +39,9 @@ def main() -> int:
         folder = Path(temporary)
         model_path = folder / "wine.skops"
         train = [sys.executable, str(REPO / "model" / "src" / "train.py")]
-        subprocess.run(train, env=os.environ | EXAMPLE | {"MODEL_PATH": str(model_path)}, check=True)
+        # the profile names its data as given: data/wine.csv, as a user of the repository would give it
+        trained = {"DATASET_PATH": "data/wine.csv", "MODEL_PATH": str(model_path)}
+        subprocess.run(train, env=os.environ | EXAMPLE | trained, cwd=REPO, check=True)
         node = RabbitNode(folder / "rabbit")
         node.base.mkdir()
         node.start()
@@ -62,7 +67,7 @@ def main() -> int:
         for picture in PICTURES:
             shutil.copy(logs / picture, REPO / "docs" / picture)
             print(f"docs/{picture}: {ROWS:,} rows of data/wine.csv, the last {SHIFTED_ROWS:,} with alcohol + 2")
-        print("docs/page.png: the page at the end of the run")
+        print(f"docs/page.png: the page at the end of the run, the input alarm of {MOVED} up")
     return 0
 
 
@@ -73,10 +78,16 @@ def stream(services: Services, logs: Path, rows_after: int, **features: str) -> 
 
 
 def shifted_copy(folder: Path) -> Path:
-    lines = (REPO / "data" / "wine.csv").read_text().splitlines()
-    shifted = [lines[0]] + [f"{float(line.split(',', 1)[0]) + 2:.2f},{line.split(',', 1)[1]}" for line in lines[1:]]
+    """data/wine.csv with alcohol (the target) 2 higher and color_intensity 1.5 times what it was."""
+    with (REPO / "data" / "wine.csv").open(newline="") as source:
+        rows = list(csv.DictReader(source))
     path = folder / "wine-shifted.csv"
-    path.write_text("\n".join(shifted) + "\n")
+    with path.open("w", newline="") as target:
+        writer = csv.DictWriter(target, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for row in rows:
+            moved = {"alcohol": f"{float(row['alcohol']) + 2:.2f}", MOVED: f"{float(row[MOVED]) * 1.5:.3f}"}
+            writer.writerow(row | moved)
     return path
 
 
@@ -93,6 +104,7 @@ def screenshot(port: int, path: Path) -> None:
         )
         page.wait_for_function(shown, timeout=60_000)
         page.wait_for_function(f"document.getElementById('rows').textContent === '{ROWS:,}'", timeout=60_000)
+        page.wait_for_function(f"document.getElementById('inputs-banner').textContent.includes('{MOVED}')")
         page.screenshot(path=str(path), full_page=True)
         browser.close()
 
