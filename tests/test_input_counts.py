@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def test_a_file_renamed_away_is_read_to_its_end_before_the_new_one(tmp_path: Pat
     writer.add(*rows(BLOCK_ROWS))
     writer.flush()
     seen = len(reader.read_new())
-    for seed in range(12):  # past the limit twice: the first file is renamed, then replaced by the second
+    for seed in range(12):  # past the limit: the file is renamed and a new one begun
         writer.add(*rows(BLOCK_ROWS, seed=seed))
         writer.flush()
     assert (tmp_path / "counts-a.jsonl.1").exists()
@@ -108,8 +109,113 @@ def test_files_untouched_for_a_week_are_removed_when_a_replica_starts(tmp_path: 
     assert not old.exists() and (tmp_path / "counts-a.jsonl").exists()
 
 
-@pytest.mark.parametrize("line", [b"[]", b'{"t": 1, "ref": "r", "rows": 5, "counts": [1, -2]}', b"\xff"])
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"[]",
+        b'{"t": 1, "ref": "r", "rows": 5, "counts": [1, -2]}',
+        b"\xff",
+        b'{"t": 1, "ref": "r", "rows": 1e999, "counts": [1]}',
+        b'{"t": 1, "ref": "r", "rows": 1, "counts": [99999999999999999999]}',
+        b"[" * 100_000,
+    ],
+)
 def test_lines_that_are_no_block_are_counted_not_read(tmp_path: Path, line: bytes) -> None:
     (tmp_path / "counts-x.jsonl").write_bytes(line + b"\n")
     reader = CountsReader(tmp_path)
     assert reader.read_new() == [] and reader.skipped == 1
+
+
+def test_a_file_renamed_away_while_the_reader_is_behind_is_read_to_its_end_and_then_caught_up(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setattr(input_counts, "READ_LIMIT", 4000)
+    writer = CountsWriter(tmp_path, example(), replica="a")
+    for seed in range(30):
+        writer.add(*rows(BLOCK_ROWS, seed=seed))
+    writer.close()
+    reader = CountsReader(tmp_path)
+    seen = len(reader.read_new())
+    assert not reader.caught_up
+    os.replace(tmp_path / "counts-a.jsonl", tmp_path / "counts-a.jsonl.1")  # rotated, and no new file yet
+    for _ in range(100):  # plot reads until caught up: that must end
+        seen += len(reader.read_new())
+        if reader.caught_up:
+            break
+    assert reader.caught_up and seen == 30
+
+
+def test_a_write_that_stops_part_way_costs_the_torn_line_only(tmp_path: Path, monkeypatch) -> None:
+    """A full disk in the middle of a batch: the writer never cuts the file plot may be reading; the next batch
+    starts on a line of its own, so every whole block written is read."""
+
+    class DiskFillsOnce:
+        failed = False
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(os, name)
+
+        def write(self, fd: int, data: memoryview) -> int:
+            if not DiskFillsOnce.failed and len(data) > 300:  # the second batch, of three blocks
+                DiskFillsOnce.failed = True
+                os.write(fd, data[: len(data) // 2])
+                raise OSError(28, "No space left on device")
+            return os.write(fd, data)
+
+    writer = CountsWriter(tmp_path, example(), replica="a")
+    writer.add(*rows(BLOCK_ROWS, seed=1))
+    writer.flush()
+    monkeypatch.setattr(input_counts, "os", DiskFillsOnce())
+    writer.add(*rows(3 * BLOCK_ROWS, seed=2))
+    writer.flush()
+    assert writer.dropped == 3
+    writer.add(*rows(2 * BLOCK_ROWS, seed=3))
+    writer.flush()
+    reader = CountsReader(tmp_path)
+    blocks = reader.read_new()
+    assert reader.skipped == 1  # the torn line
+    assert len(blocks) >= 3 and sum(block.rows for block in blocks[-2:]) == 2 * BLOCK_ROWS
+
+
+def test_a_replica_whose_file_was_removed_writes_a_new_one(tmp_path: Path) -> None:
+    writer = CountsWriter(tmp_path, example(), replica="a")
+    writer.add(*rows(BLOCK_ROWS))
+    writer.flush()
+    (tmp_path / "counts-a.jsonl").unlink()  # removed as stale while the replica was idle
+    writer.add(*rows(BLOCK_ROWS, seed=2))
+    writer.flush()
+    assert len(CountsReader(tmp_path).read_new()) == 1
+
+
+class PidOne:
+    """The os module as a replica in a container sees it: its pid is 1, as every other replica's."""
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(os, name)
+
+    @staticmethod
+    def getpid() -> int:
+        return 1
+
+
+def keep_one(folder: Path, seed: int, start, kept) -> None:  # a replica learning in a process of its own
+    input_counts.os = PidOne()  # type: ignore[assignment]  # in this forked child only
+    candidate = example(seed=seed)
+    start.wait()
+    kept.put(keep_learned(folder, candidate).id)
+
+
+def test_replicas_learning_at_the_same_moment_keep_one_whole_reference(tmp_path: Path) -> None:
+    context = multiprocessing.get_context("fork")
+    for trial in range(30):
+        folder = tmp_path / str(trial)
+        start, kept = context.Barrier(2), context.Queue()
+        processes = [context.Process(target=keep_one, args=(folder, seed, start, kept)) for seed in (1, 2)]
+        for process in processes:
+            process.start()
+        ids = {kept.get(timeout=60), kept.get(timeout=60)}
+        for process in processes:
+            process.join()
+        reference = learned(folder, example().model_sha256)
+        assert reference is not None and ids == {reference.id}
+        assert [path.name for path in folder.iterdir()] == [f"learned-{reference.model_sha256[:16]}.json"]

@@ -312,6 +312,7 @@ def test_the_settings_default_and_refuse_bad_values_naming_the_variable(monkeypa
     ("name", "value", "says"),
     [
         ("INPUT_DRIFT_WINDOW", "99", "INPUT_DRIFT_WINDOW must be >= 100"),
+        ("INPUT_DRIFT_WINDOW", str(10**20), "INPUT_DRIFT_WINDOW must be from 100 to 1000000"),
         ("INPUT_DRIFT_WINDOW", "many", "INPUT_DRIFT_WINDOW must be a whole number"),
         ("INPUT_DRIFT_RAISE", "high", "INPUT_DRIFT_RAISE must be a number"),
         ("INPUT_DRIFT_RAISE", "0.05", r"INPUT_DRIFT_CLEAR \(0.1\) must be below INPUT_DRIFT_RAISE \(0.05\)"),

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 import time
 import urllib.request
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +30,6 @@ MOVED, FACTOR = "color_intensity", 1.5
 BEFORE, MOVED_ROWS = 20_000, 3_000
 LABEL_DELAY = 60.0
 WITHIN_ROWS = 1_000
-LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})")
 
 
 def summary(port: int) -> dict[str, Any]:
@@ -58,12 +55,9 @@ def moved_copy(path: Path, change: dict[str, float]) -> Path:
     return path
 
 
-def logged_at(log: str, text: str) -> float | None:
-    """When the first log line holding ``text`` was written (Unix seconds), if one was."""
-    for line in log.splitlines():
-        if text in line and (moment := LOG_TIME.match(line)):
-            return datetime.strptime(moment.group(1), "%Y-%m-%d %H:%M:%S,%f").astimezone().timestamp()
-    return None
+def first_line_with(lines: list[str], text: str) -> int | None:
+    """The index of the first of ``lines`` holding ``text``, if one does."""
+    return next((index for index, line in enumerate(lines) if text in line), None)
 
 
 def test_a_moved_input_raises_its_alarm_within_1000_rows_and_before_its_labels_come(
@@ -99,7 +93,7 @@ def test_a_moved_input_raises_its_alarm_within_1000_rows_and_before_its_labels_c
         f"{seen_at - first_moved_at:.1f} s after it was published; PSI {moved_column['score']:.3f}"
     )
     assert 0 < delay <= WITHIN_ROWS
-    assert first_moved_id not in written and seen_at < first_moved_at + LABEL_DELAY, "the label came first"
+    assert first_moved_id not in written, "the first moved row's label came before the alarm"
     assert summary(port)["drift"]["alarm"] is False  # the error alarm cannot know yet: no moved row has its label
 
     assert services.wait("features", timeout=120) == 0
@@ -116,11 +110,12 @@ def test_a_moved_input_raises_its_alarm_within_1000_rows_and_before_its_labels_c
         assert prediction["alarm"] and prediction["alarm_since_row"] > BEFORE
 
     wait_until(lambda: len(csv_rows(logs_dir / "metric_log.csv")) >= total, 60 + 2 * LABEL_DELAY, "every label")
-    error_alarm_at = logged_at(services.log("plot"), "drift alarm raised at row")
-    input_alarm_at = logged_at(services.log("plot"), f"raised for {MOVED}")
-    assert input_alarm_at is not None
-    print(f"error alarm: {'none' if error_alarm_at is None else f'{error_alarm_at - input_alarm_at:.1f} s later'}")
-    assert error_alarm_at is None or error_alarm_at > input_alarm_at
+    lines = services.log("plot").splitlines()
+    error_alarm = first_line_with(lines, "drift alarm raised at row")
+    input_alarm = first_line_with(lines, f"raised for {MOVED}")
+    assert input_alarm is not None
+    print(f"error alarm: {'none' if error_alarm is None else lines[error_alarm]}")
+    assert error_alarm is None or error_alarm > input_alarm  # plot logs in the order it decides
 
 
 def test_with_three_model_replicas_the_scores_cover_every_row(

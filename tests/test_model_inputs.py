@@ -23,6 +23,7 @@ from pipeline import dataset, profile
 from pipeline.input_counts import BLOCK_ROWS, CountsReader, CountsWriter, learned_path
 from pipeline.messages import encode
 from pipeline.profile import Profile
+from pipeline.settings import SettingsError
 from pipeline.topology import FEATURES
 from tests.fake_broker import FakeBroker
 from tests.helpers import REPO, Stream
@@ -310,3 +311,13 @@ def test_model_counts_every_row_it_predicts_into_logs_inputs_unless_off(
     assert f"counting each row against the profile {model_path.with_name('model.profile.json')}" in stream.services.log(
         "model"
     )
+
+
+@pytest.mark.parametrize(("value", "says"), [("99", "must be >= 100"), ("100001", "must be from 100 to 100000")])
+def test_a_reference_too_small_to_judge_or_too_large_to_hold_is_refused(
+    monkeypatch: pytest.MonkeyPatch, model_path: Path, value: str, says: str
+) -> None:
+    """The rows of a learned reference wait in memory: 1,000,000 of them took 470 MB, past model's 384m limit."""
+    monkeypatch.setenv("INPUT_REFERENCE_ROWS", value)
+    with pytest.raises(SettingsError, match=f"INPUT_REFERENCE_ROWS {says}"):
+        load_input_settings(object(), str(model_path), "/nowhere")

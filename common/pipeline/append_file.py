@@ -65,10 +65,6 @@ class AppendFile:
         """Forget the line appended last (not written yet)."""
         self._buffer.pop()
 
-    def discard_all(self) -> None:
-        """Forget every line not written yet."""
-        self._buffer.clear()
-
     def sync(self, *, durable: bool = True) -> int:
         """Write the buffered lines at the end, fsync (unless not ``durable``: a crash of the process loses nothing
         written, one of the machine may), and return how many there were. If that fails, the error is raised, the

@@ -8,9 +8,12 @@ The reference itself is saved once as ``reference-<id>.json``, so plot can read 
 replica in the order they closed: its figures cover every row, not one replica's share.
 
 The counts are statistics: a block that cannot be written (a full disk) is dropped, with one WARNING when that
-starts and one when it stops, and the model goes on predicting. A file past ``MOST_FILE_BYTES`` is renamed to
-``….jsonl.1`` (replacing the one before) and a new one begun; the reader keeps the renamed file open until it has
-read it to the end. Files nobody wrote to for ``STALE_SECONDS`` are removed when a replica starts.
+starts and one when it stops, and the model goes on predicting. Nothing is ever cut from a file, which plot may be
+reading: a write that stopped part way leaves a torn line, and the next write begins with a newline, so plot skips
+the torn line and reads every block after it. A file past ``MOST_FILE_BYTES`` is renamed to ``….jsonl.1`` (replacing
+the one before) and a new one begun; the reader keeps the renamed file open until it has read it to the end. Files
+nobody wrote to for ``STALE_SECONDS`` are removed when a replica opens its file; a replica whose own file was removed
+so opens it again at its next write.
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ from typing import IO, Any
 import numpy as np
 
 from pipeline import profile
-from pipeline.append_file import AppendFile
 from pipeline.disk import describe
 from pipeline.profile import Profile, ProfileError
 
@@ -39,7 +41,7 @@ BLOCK_ROWS = 100  # rows per block at most: the resolution, in rows, at which pl
 BLOCK_SECONDS = 1.0  # a block with fewer rows closes after this long, so a slow stream shows too
 MOST_FILE_BYTES = 8 << 20
 STALE_SECONDS = 7 * 86_400
-READ_LIMIT = 4 << 20  # bytes read from one file per call
+READ_LIMIT = 1 << 20  # bytes read from one file per call: plot holds at most this much of each at once
 
 
 def replica_name() -> str:
@@ -71,9 +73,7 @@ def keep_learned(folder: Path, candidate: Profile) -> Profile:
     The file is linked into place, which fails if it exists: of replicas that learn at once, the first wins and the
     others adopt its reference, so that all count in the same bins."""
     path = learned_path(folder, candidate.model_sha256)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    folder.mkdir(parents=True, exist_ok=True)
-    temporary.write_bytes(candidate.to_bytes())
+    temporary = profile.write_temporary(path, candidate.to_bytes())
     try:
         os.link(temporary, path)
         return candidate
@@ -91,9 +91,12 @@ class CountsWriter:
         self.reference = reference
         self.path = folder / f"counts-{replica or replica_name()}.jsonl"
         self.counted = 0  # rows counted since start
-        self.dropped = 0  # blocks that could not be written
-        self._file = AppendFile(self.path)
-        self._open = False
+        self.dropped = 0  # blocks of batches whose write failed (some of a batch may have made it whole)
+        self._lines: list[bytes] = []  # closed blocks not written yet
+        self._fd = -1
+        self._inode = -1
+        self._size = 0
+        self._torn = False  # the file may end in part of a line: the next write begins with a newline
         self._reference_saved = False
         self._block = np.zeros(reference.bins, dtype=np.int64)
         self._block_rows = 0
@@ -123,7 +126,7 @@ class CountsWriter:
         """Close a block older than BLOCK_SECONDS and write what is closed; a write that fails drops it."""
         if self._block_rows and time.monotonic() - self._block_opened >= BLOCK_SECONDS:
             self._close_block()
-        if not self._file.unsynced and self._reference_saved:
+        if not self._lines and self._reference_saved:
             return
         try:
             self._write()
@@ -139,10 +142,7 @@ class CountsWriter:
         if self._block_rows:
             self._close_block()
         self.flush()
-        if self._open:
-            with contextlib.suppress(OSError):
-                self._file.close()
-            self._open = False
+        self._close_file()
 
     def _close_block(self) -> None:
         line = {
@@ -152,7 +152,7 @@ class CountsWriter:
             "counted": self.counted,
             "counts": self._block.tolist(),
         }
-        self._file.append((json.dumps(line, separators=(",", ":")) + "\n").encode())
+        self._lines.append((json.dumps(line, separators=(",", ":")) + "\n").encode())
         self._block[:] = 0
         self._block_rows = 0
         self._block_opened = time.monotonic()
@@ -163,19 +163,42 @@ class CountsWriter:
             if not path.exists():
                 self.reference.save(path)
             self._reference_saved = True
-        if not self._open:
-            remove_stale(self.folder)
-            self._file.open()
-            self._open = True
-        self._file.sync(durable=False)
-        if self._file.size > MOST_FILE_BYTES:
-            self._file.close()
-            self._open = False
+        self._open_file()
+        data = (b"\n" if self._torn else b"") + b"".join(self._lines)
+        self._torn = True  # until every byte is written: a write may stop part way (a full disk)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        self._torn = False
+        self._lines.clear()
+        self._size += len(data)
+        if self._size > MOST_FILE_BYTES:
+            self._close_file()
             os.replace(self.path, self.path.with_name(self.path.name + ".1"))
 
+    def _open_file(self) -> None:
+        """Open the file unless it is open and still there (one idle for a week may have been removed)."""
+        try:
+            if self._fd >= 0 and os.stat(self.path).st_ino == self._inode:
+                return
+        except FileNotFoundError:
+            pass
+        self._close_file()
+        remove_stale(self.folder)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        stat = os.fstat(self._fd)
+        self._inode, self._size = stat.st_ino, stat.st_size
+        self._torn = self._size > 0 and not ends_with_newline(self.path, self._size)
+
+    def _close_file(self) -> None:
+        if self._fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = -1
+
     def _write_failed(self, error: OSError) -> None:
-        self.dropped += self._file.unsynced
-        self._file.discard_all()
+        self.dropped += len(self._lines)
+        self._lines.clear()
         if self._failing is None:
             self._failing = describe(error)
             LOGGER.warning(
@@ -183,6 +206,12 @@ class CountsWriter:
                 self.path,
                 self._failing,
             )
+
+
+def ends_with_newline(path: Path, size: int) -> bool:
+    with path.open("rb") as file:
+        file.seek(size - 1)
+        return file.read(1) == b"\n"
 
 
 def remove_stale(folder: Path) -> None:
@@ -221,8 +250,13 @@ class _Tail:
         except FileNotFoundError:
             inode = None
         data = b""
-        if self.file is not None and inode != self.inode:
-            data = self._complete(self.file.read())  # the rest of the file that was renamed away
+        self.caught_up = True
+        if self.file is not None and inode != self.inode:  # renamed away: its rest first, READ_LIMIT at a time
+            chunk = self.file.read(READ_LIMIT)
+            if len(chunk) == READ_LIMIT:
+                self.caught_up = False
+                return self._complete(chunk)
+            data = self._complete(chunk)
             self.file.close()
             self.file, self.partial = None, b""  # a torn line at its end is no block
         if self.file is None and inode is not None:
@@ -267,6 +301,8 @@ class CountsReader:
             tail = self._tails.setdefault(path, _Tail())
             replica = path.name.removeprefix("counts-").removesuffix(".jsonl")
             for line in tail.read(path).splitlines():
+                if not line:
+                    continue  # a writer ends a line torn by a failed write with a newline of its own
                 block = self._parse(line, replica)
                 if block is not None:
                     blocks.append(block)
@@ -295,7 +331,7 @@ class CountsReader:
             block = Block(float(data["t"]), str(data["ref"]), int(data["rows"]), counts, replica)
             if counts.ndim != 1 or block.rows < 0 or (counts < 0).any():
                 raise ValueError("negative counts")
-        except (ValueError, TypeError, KeyError):
-            self.skipped += 1
+        except (ValueError, TypeError, KeyError, AttributeError, ArithmeticError, RecursionError):
+            self.skipped += 1  # whatever a line holds, it is skipped: 1e999 overflows, deep nesting recurses
             return None
         return block

@@ -18,6 +18,8 @@ import functools
 import hashlib
 import json
 import math
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,10 +109,17 @@ class Profile:
 
     def save(self, path: Path) -> None:
         """Write beside the target and rename, so that no reader ever sees half a profile."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_bytes(self.to_bytes())
+        temporary = write_temporary(path, self.to_bytes())
         temporary.replace(path)
+
+
+def write_temporary(path: Path, data: bytes) -> Path:
+    """``data`` in a new file beside ``path`` with a name no other process uses (replicas may all be pid 1)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(data)
+    return Path(name)
 
 
 def make(rows: np.ndarray, predictions: np.ndarray, names: list[str], source: str, model_sha256: str) -> Profile:
@@ -171,11 +180,11 @@ def load(path: Path) -> Profile:
     """A profile from its JSON file; ``ProfileError`` saying what is wrong with it."""
     try:
         data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (OSError, ValueError, RecursionError) as error:  # ValueError: not UTF-8, not JSON
         raise ProfileError(f"cannot read a profile from {path}: {error}") from None
     try:
         return from_json(data)
-    except (KeyError, TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError) as error:
         raise ProfileError(f"{path} is no profile of this pipeline ({type(error).__name__}: {error})") from None
 
 

@@ -45,10 +45,13 @@ class InputDriftSettings:
     clear_below: float = 0.1  # PSI below which it clears
 
 
+MOST_WINDOW_ROWS = 1_000_000  # the window's blocks are kept: 10,000 of them at most
+
+
 def load_input_drift_settings() -> InputDriftSettings:
     default = InputDriftSettings()
     # a block holds up to BLOCK_ROWS rows: a smaller window would be judged on one block, whatever its size
-    window = env_int("INPUT_DRIFT_WINDOW", default.window, minimum=BLOCK_ROWS)
+    window = env_int("INPUT_DRIFT_WINDOW", default.window, minimum=BLOCK_ROWS, maximum=MOST_WINDOW_ROWS)
     raise_above = env_float("INPUT_DRIFT_RAISE", default.raise_above)
     clear_below = env_float("INPUT_DRIFT_CLEAR", default.clear_below)
     if clear_below <= 0:
