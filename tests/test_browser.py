@@ -47,10 +47,7 @@ def test_the_page_shows_the_csv_live_in_a_real_browser(browser: Browser, tmp_pat
     csv = logs_dir / "metric_log.csv"
     services, port = start_plot(tmp_path, logs_dir, STALLED_AFTER="3", DRIFT_REFERENCE_ROWS="1000", DRIFT_WINDOW="200")
     write_rows(csv, 3000, seed=21)
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    problems: list[str] = []
-    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
-    page.on("pageerror", lambda error: problems.append(str(error)))
+    page, problems = page_noting_errors(browser)
     try:
         page.goto(f"http://127.0.0.1:{port}/")
         page.wait_for_function("document.getElementById('rows').textContent === '3,000'", timeout=WAIT_MS)
@@ -110,10 +107,7 @@ def test_the_inputs_table_pictures_and_banner_follow_the_counts_without_a_reload
     services, port = start_plot(tmp_path, logs_dir, INPUT_DRIFT_WINDOW="500")
     reference = example()
     writer = CountsWriter(logs_dir / FOLDER, reference, replica="model-1")
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    problems: list[str] = []
-    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
-    page.on("pageerror", lambda error: problems.append(str(error)))
+    page, problems = page_noting_errors(browser)
     try:
         page.goto(f"http://127.0.0.1:{port}/")
         page.wait_for_function("document.getElementById('updated').textContent.startsWith('updated')", timeout=WAIT_MS)
@@ -182,3 +176,12 @@ def recent_heights(page: Page) -> dict[str, list[float]]:
             [...row.querySelectorAll('svg rect.recent')].map(bar => Number(bar.getAttribute('height')))])""",
     )
     return dict(rows)
+
+
+def page_noting_errors(browser: Browser) -> tuple[Page, list[str]]:
+    """A new page, and the list its console errors and uncaught exceptions go to."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    problems: list[str] = []
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    return page, problems

@@ -4,10 +4,8 @@ model, its checks at start, and the counts of every predicted row, in process ag
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +24,8 @@ from pipeline.profile import Profile
 from pipeline.settings import SettingsError
 from pipeline.topology import FEATURES
 from tests.fake_broker import FakeBroker
-from tests.helpers import REPO, Stream
-from tests.test_own_data import EXAMPLE, EXAMPLE_TARGET, UNREACHABLE, one_line
+from tests.helpers import Stream
+from tests.test_own_data import EXAMPLE, EXAMPLE_TARGET, UNREACHABLE, one_line, run_model_script
 from tests.test_services_unit import Picky
 
 SHA = "ab" * 32
@@ -198,14 +196,7 @@ def test_train_saves_the_profile_of_its_data_beside_the_model(tmp_path: Path) ->
 
 def run_make_profile(environment: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """What `make profile MODEL_PATH=… DATASET_PATH=… TARGET_COLUMN=…` runs."""
-    return subprocess.run(
-        [sys.executable, str(REPO / "model" / "src" / "make_profile.py")],
-        check=False,
-        env=os.environ | environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_model_script("make_profile.py", environment)
 
 
 def fitted_on_a_frame(path: Path) -> Path:

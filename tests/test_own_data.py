@@ -40,8 +40,13 @@ BAD_DATASETS = {
 
 def run_train(environment: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """What `make train DATASET_PATH=… TARGET_COLUMN=… MODEL_PATH=…` runs."""
+    return run_model_script("train.py", environment)
+
+
+def run_model_script(script: str, environment: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """One of model/src's scripts (train.py, make_profile.py) run as make runs it, with ``environment`` added."""
     return subprocess.run(
-        [sys.executable, str(REPO / "model" / "src" / "train.py")],
+        [sys.executable, str(REPO / "model" / "src" / script)],
         check=False,
         env=os.environ | environment,
         capture_output=True,
