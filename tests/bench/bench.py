@@ -115,24 +115,25 @@ class Bench:
         stop_gracefully(services, "model", "metric")
         return ROWS / elapsed, memory
 
-    def model_rate(self, input_drift: str) -> float:
+    def model_rate(self, input_drift: str) -> tuple[float, float]:
         """Rows/s of model alone (INPUT_DRIFT ``on`` or ``off``) through ROWS rows queued beforehand, from its first
-        prediction (its start-up, loading scikit-learn, is not counted) until y_pred holds them all."""
+        prediction (its start-up, loading scikit-learn, is not counted) until y_pred holds them all; and the CPU
+        time model spent per row meanwhile (µs), which a busy machine disturbs far less than the rate."""
         delete_queues(self.node.url)
         services = self.services(self.folder / "model-rate")
         services.start("features", FEATURES_INTERVAL="0", FEATURES_LIMIT=str(ROWS))
         assert services.wait("features", timeout=600) == 0
-        services.start("model", INPUT_DRIFT=input_drift)
+        model = services.start("model", INPUT_DRIFT=input_drift)
         predicted = lambda: queue_depths(self.node.url).get(Y_PRED, 0)  # noqa: E731  # no queue before model declares it
         first = wait_until(predicted, 120, "a first prediction", poll=0.01)
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), cpu_seconds(model.pid)
         wait_until(lambda: predicted() >= ROWS, 600, f"{ROWS} predictions", poll=0.01)
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, cpu_seconds(model.pid) - cpu_before
         stop_gracefully(services, "model")
-        return (ROWS - first) / elapsed
+        return (ROWS - first) / elapsed, 1e6 * cpu / (ROWS - first)
 
-    def input_drift_ab(self) -> tuple[list[float], list[float]]:
-        """model's rows/s with input drift and without, alternated REPEAT times on the same node."""
+    def input_drift_ab(self) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+        """model's rows/s and CPU per row with input drift and without, alternated REPEAT times on the same node."""
         with_it, without = [], []
         for _ in range(REPEAT):
             with_it.append(self.model_rate("on"))
@@ -490,10 +491,15 @@ def run(bench: Bench) -> list[tuple[str, str]]:
     table += [("wire limit (bare relay, same broker)", spread(limits, "rows/s"))]
     table += [("drain / wire limit", spread(ratios, "", 2))]
     with_it, without = bench.input_drift_ab()
+    rates_on, rates_off = [rate for rate, _ in with_it], [rate for rate, _ in without]
+    cpu_on, cpu_off = [cpu for _, cpu in with_it], [cpu for _, cpu in without]
     table += [
-        (f"model alone, {ROWS:,} queued rows, input drift on (alternated with the next)", spread(with_it, "rows/s")),
-        (f"model alone, {ROWS:,} queued rows, INPUT_DRIFT=off", spread(without, "rows/s")),
-        ("model: input drift on / off (pair by pair)", spread(ratios_of(with_it, without), "", 2)),
+        (f"model alone, {ROWS:,} queued rows, input drift on (alternated with the next)", spread(rates_on, "rows/s")),
+        (f"model alone, {ROWS:,} queued rows, INPUT_DRIFT=off", spread(rates_off, "rows/s")),
+        ("model: input drift on / off, rows/s (pair by pair)", spread(ratios_of(rates_on, rates_off), "", 2)),
+        ("model: CPU per row, input drift on", spread(cpu_on, "µs", 1)),
+        ("model: CPU per row, INPUT_DRIFT=off", spread(cpu_off, "µs", 1)),
+        ("model: input drift on / off, CPU per row (pair by pair)", spread(ratios_of(cpu_on, cpu_off), "", 2)),
     ]
     inputs = bench.plot_inputs()
     table += [
