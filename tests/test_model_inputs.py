@@ -117,7 +117,11 @@ def learning_replica(folder: Path, name: str) -> tuple[InputCounter, FakeBroker]
     return counter, start(counter)[1]
 
 
-@pytest.mark.parametrize("together", [False, True], ids=["second-starts-after-the-first-learned", "both-learn-at-once"])
+@pytest.mark.parametrize(
+    "together",
+    [False, True],
+    ids=["second-starts-after-the-first-learned", "second-learning-while-the-first-keeps-its-own"],
+)
 def test_two_replicas_sharing_a_folder_count_against_one_learned_reference(tmp_path: Path, together: bool) -> None:
     rows_a, rows_b = random_rows(100, 5), random_rows(150, 6, centre=50.0)  # the second's own reference would differ
     first, broker_a = learning_replica(tmp_path, "a")
