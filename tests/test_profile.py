@@ -74,6 +74,7 @@ def test_a_profile_survives_its_file_and_keeps_its_id(tmp_path: Path) -> None:
     assert again == reference and again.id == reference.id
     assert example(seed=2).id != reference.id
     assert not list(tmp_path.glob(".*"))  # no temporary file left
+    assert (tmp_path / "p.json").stat().st_mode & 0o777 == 0o644  # readable by the services' other users
 
 
 @pytest.mark.parametrize(

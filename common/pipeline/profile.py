@@ -117,6 +117,7 @@ def write_temporary(path: Path, data: bytes) -> Path:
     """``data`` in a new file beside ``path`` with a name no other process uses (replicas may all be pid 1)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(descriptor, 0o644)  # mkstemp makes it 0600: the model image's user and plot must read it
     with os.fdopen(descriptor, "wb") as file:
         file.write(data)
     return Path(name)
