@@ -133,11 +133,16 @@ class Bench:
         return (ROWS - first) / elapsed, 1e6 * cpu / (ROWS - first)
 
     def input_drift_ab(self) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
-        """model's rows/s and CPU per row with input drift and without, alternated REPEAT times on the same node."""
+        """model's rows/s and CPU per row with input drift and without, REPEAT pairs on the same node, the order
+        swapped from one pair to the next (on-off, off-on, …) so that neither side always runs first."""
         with_it, without = [], []
-        for _ in range(REPEAT):
-            with_it.append(self.model_rate("on"))
-            without.append(self.model_rate("off"))
+        for pair in range(REPEAT):
+            if pair % 2:
+                without.append(self.model_rate("off"))
+                with_it.append(self.model_rate("on"))
+            else:
+                with_it.append(self.model_rate("on"))
+                without.append(self.model_rate("off"))
         return with_it, without
 
     def plot_inputs(self) -> dict[str, Any]:
