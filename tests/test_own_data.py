@@ -19,7 +19,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from pipeline.topology import FEATURES, dead_letter_queue
-from tests.helpers import REPO, csv_rows, queue_depths, stop_gracefully, wait_until
+from tests.helpers import REPO
+from tests.helpers.csv_log import csv_rows
+from tests.helpers.queues import queue_depths
+from tests.helpers.services import stop_gracefully
+from tests.helpers.waiting import wait_until
 from tests.test_pipeline import Stream
 
 EXAMPLE = REPO / "data" / "wine.csv"

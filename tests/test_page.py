@@ -22,7 +22,9 @@ import pytest
 
 from pipeline.metric_log import HEADER, format_row
 from pipeline.status import write_status
-from tests.helpers import Services, free_port, port_open, wait_until
+from tests.helpers.ports import free_port, port_open
+from tests.helpers.services import Services
+from tests.helpers.waiting import wait_until
 
 UNREACHABLE = "amqp://guest:guest@127.0.0.1:1/%2F"  # plot never connects to a broker
 PICTURES = ("error_distribution.png", "error_over_time.png")

@@ -27,7 +27,10 @@ import pika.exceptions
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import REPO, free_port, parse_rows, row_count, wait_until
+from tests.helpers import REPO
+from tests.helpers.csv_log import parse_rows, row_count
+from tests.helpers.ports import free_port
+from tests.helpers.waiting import wait_until
 
 pytestmark = [pytest.mark.compose, pytest.mark.timeout(900), pytest.mark.usefixtures("stack_logs_on_failure")]
 
