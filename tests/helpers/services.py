@@ -1,4 +1,5 @@
-"""The services run as processes from their files, as their images run them, each with its output in a log file."""
+"""The project's programs run as processes: the services from their files, as their images run them, each with its
+output in a log file, and model's scripts as make runs them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from tests.helpers import REPO
 
+UNREACHABLE = "amqp://guest:guest@127.0.0.1:1/%2F"  # start-up checks come before any connection; plot never connects
 QUIET = {"WEB_PORT": "0"}  # plot's page only where a test asks for it: processes of one test share the host's ports
 
 
@@ -73,3 +75,27 @@ def stop_gracefully(services: Services, *names: str) -> None:
         services.signal(name, signal.SIGTERM)
     for name in names:
         assert services.wait(name, timeout=15) == 0, f"{name} did not exit 0 on SIGTERM"
+
+
+def run_train(environment: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """What `make train DATASET_PATH=… TARGET_COLUMN=… MODEL_PATH=…` runs."""
+    return run_model_script("train.py", environment)
+
+
+def run_model_script(script: str, environment: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """One of model/src's scripts (train.py, make_profile.py) run as make runs it, with ``environment`` added."""
+    return subprocess.run(
+        [sys.executable, str(REPO / "model" / "src" / script)],
+        check=False,
+        env=os.environ | environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def one_line(output: str) -> str:
+    """The only line of a program's ``output`` (a start-up failure is named in one line)."""
+    lines = output.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
