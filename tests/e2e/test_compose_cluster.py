@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.test_compose import (
+from tests.e2e.compose import (
     PASSWORD,
     USER,
     Stack,
