@@ -24,7 +24,12 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from tests.helpers import REPO, RabbitNode, Services, free_port, row_count, stop_gracefully, wait_until
+from tests.helpers import REPO
+from tests.helpers.csv_log import row_count
+from tests.helpers.ports import free_port
+from tests.helpers.rabbit import RabbitNode
+from tests.helpers.services import Services, stop_gracefully
+from tests.helpers.waiting import wait_until
 
 STATIONARY_ROWS = int(os.environ.get("PICTURE_ROWS") or 19_200)
 SHIFTED_ROWS = 1_920

@@ -6,7 +6,10 @@ from pathlib import Path
 import pytest
 import train
 
-from tests.helpers import RabbitNode, Services, Stream, delete_queues
+from tests.helpers.queues import delete_queues
+from tests.helpers.rabbit import RabbitNode
+from tests.helpers.services import Services
+from tests.helpers.stream import Stream
 
 
 @pytest.hookimpl(wrapper=True)

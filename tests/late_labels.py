@@ -6,7 +6,11 @@ from __future__ import annotations
 import time
 
 from pipeline.topology import FEATURES, Y_PRED, Y_TRUE, Y_TRUE_DELAYED, dead_letter_queue
-from tests.helpers import CsvWatch, Stream, ledger_ids, ledger_published_at, queue_depths, take_ids, wait_until
+from tests.helpers.csv_log import CsvWatch
+from tests.helpers.ledger import ledger_ids, ledger_published_at
+from tests.helpers.queues import queue_depths, take_ids
+from tests.helpers.stream import Stream
+from tests.helpers.waiting import wait_until
 
 DEAD_LETTER_QUEUES = [dead_letter_queue(queue) for queue in (FEATURES, Y_TRUE, Y_PRED)]
 

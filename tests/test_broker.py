@@ -22,16 +22,13 @@ from pipeline.broker import Broker, Delivery
 from pipeline.health import HEALTH_INTERVAL, is_fresh
 from pipeline.messages import BadMessage
 from pipeline.settings import Common
-from tests.helpers import (
-    RabbitNode,
-    Stream,
-    consumer_count,
-    free_port,
-    ledger_ids,
-    queue_depths,
-    stop_gracefully,
-    wait_until,
-)
+from tests.helpers.ledger import ledger_ids
+from tests.helpers.ports import free_port
+from tests.helpers.queues import consumer_count, queue_depths
+from tests.helpers.rabbit import RabbitNode
+from tests.helpers.services import stop_gracefully
+from tests.helpers.stream import Stream
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.broker
 

@@ -15,10 +15,9 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from pipeline.input_counts import FOLDER, CountsWriter
 from pipeline.status import write_status
-from tests.helpers import wait_until
-from tests.test_input_drift import inputs
-from tests.test_page import csv_numbers, start_plot, write_rows
-from tests.test_profile import example
+from tests.helpers.examples import example, inputs
+from tests.helpers.plot_page import csv_numbers, start_plot, write_rows
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.browser
 

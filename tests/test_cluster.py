@@ -16,7 +16,11 @@ from pathlib import Path
 import pytest
 
 from pipeline.topology import FEATURES, Y_PRED, Y_TRUE
-from tests.helpers import RabbitCluster, RabbitNode, Services, Stream, delete_queues, stop_gracefully, wait_until
+from tests.helpers.queues import delete_queues
+from tests.helpers.rabbit import RabbitCluster, RabbitNode
+from tests.helpers.services import Services, stop_gracefully
+from tests.helpers.stream import Stream
+from tests.helpers.waiting import wait_until
 
 pytestmark = [pytest.mark.broker, pytest.mark.cluster]
 

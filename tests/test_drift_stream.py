@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Stream, free_port, port_open, wait_until
-from tests.test_own_data import EXAMPLE, EXAMPLE_TARGET, train_example
+from tests.helpers.examples import EXAMPLE, EXAMPLE_TARGET, train_example
+from tests.helpers.ports import free_port, port_open
+from tests.helpers.stream import Stream
+from tests.helpers.waiting import wait_until
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(600)]
 

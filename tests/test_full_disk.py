@@ -15,7 +15,11 @@ import pytest
 
 from pipeline.messages import encode
 from pipeline.topology import FEATURES, Y_PRED, Y_TRUE, dead_letter_queue
-from tests.helpers import Services, Stream, publish_raw, queue_depths, row_count, stop_gracefully, wait_until
+from tests.helpers.csv_log import row_count
+from tests.helpers.queues import publish_raw, queue_depths
+from tests.helpers.services import Services, stop_gracefully
+from tests.helpers.stream import Stream
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.broker
 

@@ -17,7 +17,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.messages import MAX_ID_LENGTH, MAX_MESSAGE_BYTES
 from pipeline.topology import FEATURES, Y_PRED, Y_TRUE, dead_letter_queue
-from tests.helpers import Stream, csv_rows, free_port, port_open, publish_raw, queue_depths, wait_until
+from tests.helpers.csv_log import csv_rows
+from tests.helpers.ports import free_port, port_open
+from tests.helpers.queues import publish_raw, queue_depths
+from tests.helpers.stream import Stream
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.broker
 

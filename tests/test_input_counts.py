@@ -12,7 +12,7 @@ import pytest
 
 from pipeline import input_counts
 from pipeline.input_counts import BLOCK_ROWS, CountsReader, CountsWriter, keep_learned, learned
-from tests.test_profile import example
+from tests.helpers.examples import example
 
 
 def rows(count: int, seed: int = 4) -> tuple[np.ndarray, np.ndarray]:

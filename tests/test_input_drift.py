@@ -16,7 +16,7 @@ from pipeline import input_counts
 from pipeline.input_counts import BLOCK_ROWS, CountsWriter, reference_path
 from pipeline.profile import Column, Profile, psi
 from pipeline.settings import SettingsError
-from tests.test_profile import example
+from tests.helpers.examples import direct_scores, example, inputs
 
 SETTINGS = InputDriftSettings(window=500, raise_above=0.2, clear_below=0.1)
 
@@ -34,24 +34,9 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(input_counts, "time", SimpleNamespace(time=tick, monotonic=time.monotonic))
 
 
-def inputs(rows: int, seed: int, shift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """Rows like those of ``example()``'s reference (x, sex, y), x moved by ``shift``, and their predictions."""
-    generator = np.random.default_rng(seed)
-    data = np.column_stack(
-        [generator.normal(5, 2, rows) + shift, generator.integers(1, 3, rows), generator.exponential(1, rows)]
-    )
-    return data, data[:, 0] * 3 + data[:, 2]
-
-
 def write(writer: CountsWriter, data: np.ndarray, predictions: np.ndarray) -> None:
     writer.add(data, predictions)
     writer.flush()
-
-
-def direct_scores(reference: Profile, data: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
-    """PSI of each column of these rows, from their own bin counts."""
-    parts = reference.split(reference.count(data, predictions))
-    return {column.name: psi(column.shares, part) for column, part in zip(reference.columns, parts, strict=True)}
 
 
 def scores(drift: InputDrift) -> dict[str, float]:

@@ -12,10 +12,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.input_counts import FOLDER, CountsWriter
-from tests.helpers import free_port, wait_until
-from tests.test_input_drift import direct_scores, inputs
-from tests.test_page import Page, start_plot
-from tests.test_profile import example
+from tests.helpers.examples import direct_scores, example, inputs
+from tests.helpers.plot_page import Page, start_plot
+from tests.helpers.ports import free_port
+from tests.helpers.waiting import wait_until
 
 
 def metrics(port: int) -> dict[str, dict[str, float]]:

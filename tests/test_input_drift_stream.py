@@ -21,8 +21,12 @@ import skops.io
 from pipeline import profile
 from pipeline.messages import encode, new_id
 from pipeline.topology import FEATURES
-from tests.helpers import csv_rows, free_port, ledger_published_at, port_open, publish_raw, wait_until
-from tests.test_own_data import EXAMPLE, EXAMPLE_TARGET, train_example
+from tests.helpers.csv_log import csv_rows
+from tests.helpers.examples import EXAMPLE, EXAMPLE_TARGET, train_example
+from tests.helpers.ledger import ledger_published_at
+from tests.helpers.ports import free_port, port_open
+from tests.helpers.queues import publish_raw
+from tests.helpers.waiting import wait_until
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(600)]
 

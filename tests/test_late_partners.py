@@ -12,7 +12,9 @@ import pytest
 from pipeline.messages import encode
 from pipeline.status import read_status
 from pipeline.topology import Y_PRED, Y_TRUE, dead_letter_queue
-from tests.helpers import Stream, consumer_count, publish_raw, queue_depths, take_ids, wait_until
+from tests.helpers.queues import consumer_count, publish_raw, queue_depths, take_ids
+from tests.helpers.stream import Stream
+from tests.helpers.waiting import wait_until
 from tests.late_labels import DEAD_LETTER_QUEUES, late_labels_survive_a_killed_features
 
 pytestmark = pytest.mark.broker

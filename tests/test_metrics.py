@@ -13,17 +13,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.topology import FEATURES, Y_PRED, Y_TRUE, dead_letter_queue
-from tests.helpers import (
-    Stream,
-    csv_rows,
-    drained,
-    free_port,
-    ledger_ids,
-    port_open,
-    publish_raw,
-    queue_depths,
-    wait_until,
-)
+from tests.helpers.csv_log import csv_rows
+from tests.helpers.ledger import ledger_ids
+from tests.helpers.ports import free_port, port_open
+from tests.helpers.queues import drained, publish_raw, queue_depths
+from tests.helpers.stream import Stream
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.broker
 

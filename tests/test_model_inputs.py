@@ -24,9 +24,9 @@ from pipeline.profile import Profile
 from pipeline.settings import SettingsError
 from pipeline.topology import FEATURES
 from tests.fake_broker import FakeBroker
-from tests.helpers import Stream
-from tests.test_own_data import EXAMPLE, EXAMPLE_TARGET, UNREACHABLE, one_line, run_model_script
-from tests.test_services_unit import Picky
+from tests.helpers.examples import EXAMPLE, EXAMPLE_TARGET, Picky
+from tests.helpers.services import UNREACHABLE, one_line, run_model_script
+from tests.helpers.stream import Stream
 
 SHA = "ab" * 32
 NAMES = ["a", "b", "c"]

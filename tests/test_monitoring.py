@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from plot import ERROR_BUCKETS
-from tests.helpers import REPO, free_port, wait_until
-from tests.test_page import start_plot, write_rows
+from tests.helpers import REPO
+from tests.helpers.plot_page import start_plot, write_rows
+from tests.helpers.ports import free_port
+from tests.helpers.waiting import wait_until
 
 CONFIG = REPO / "monitoring" / "prometheus.yml"
 RULES = REPO / "monitoring" / "alerts.yml"

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import builtins
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import matplotlib.image
@@ -19,12 +16,12 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from pipeline.topology import FEATURES, dead_letter_queue
-from tests.helpers import REPO, csv_rows, queue_depths, stop_gracefully, wait_until
-from tests.test_pipeline import Stream
-
-EXAMPLE = REPO / "data" / "wine.csv"
-EXAMPLE_TARGET = "alcohol"
-UNREACHABLE = "amqp://guest:guest@127.0.0.1:1/%2F"  # start-up checks come before any connection
+from tests.helpers.csv_log import csv_rows
+from tests.helpers.examples import EXAMPLE, EXAMPLE_TARGET, train_example
+from tests.helpers.queues import queue_depths
+from tests.helpers.services import UNREACHABLE, one_line, run_train, stop_gracefully
+from tests.helpers.stream import Stream
+from tests.helpers.waiting import wait_until
 
 BAD_DATASETS = {
     "missing file": (None, "target", "DATASET_PATH: no file at"),
@@ -36,37 +33,6 @@ BAD_DATASETS = {
     "an empty cell": (b"a,b,target\n1,,3\n", "target", "column 'b', data row 1: an empty cell is not a finite"),
     "not text": (b"\xff\xfe\x00\x01a,b\n", "target", "is not a readable CSV file"),
 }
-
-
-def run_train(environment: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """What `make train DATASET_PATH=… TARGET_COLUMN=… MODEL_PATH=…` runs."""
-    return run_model_script("train.py", environment)
-
-
-def run_model_script(script: str, environment: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """One of model/src's scripts (train.py, make_profile.py) run as make runs it, with ``environment`` added."""
-    return subprocess.run(
-        [sys.executable, str(REPO / "model" / "src" / script)],
-        check=False,
-        env=os.environ | environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def train_example(model_path: Path) -> Path:
-    """`make train` on data/wine.csv, its target alcohol; returns where the model went."""
-    trained = run_train({"DATASET_PATH": str(EXAMPLE), "TARGET_COLUMN": EXAMPLE_TARGET, "MODEL_PATH": str(model_path)})
-    assert trained.returncode == 0, trained.stderr
-    assert "12 features" in trained.stderr + trained.stdout
-    return model_path
-
-
-def one_line(output: str) -> str:
-    lines = output.strip().splitlines()
-    assert len(lines) == 1, lines
-    return lines[0]
 
 
 def bad_dataset(tmp_path: Path, case: str) -> tuple[Path, str, str]:

@@ -14,17 +14,13 @@ from sklearn.datasets import load_diabetes
 
 from pipeline.messages import MAX_MESSAGE_BYTES
 from pipeline.topology import FEATURES, Y_PRED, Y_TRUE, dead_letter_queue
-from tests.helpers import (
-    REPO,
-    RabbitNode,
-    Stream,
-    consumer_count,
-    ledger_ids,
-    publish_raw,
-    queue_depths,
-    stop_gracefully,
-    wait_until,
-)
+from tests.helpers import REPO
+from tests.helpers.ledger import ledger_ids
+from tests.helpers.queues import consumer_count, publish_raw, queue_depths
+from tests.helpers.rabbit import RabbitNode
+from tests.helpers.services import stop_gracefully
+from tests.helpers.stream import Stream
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.broker
 

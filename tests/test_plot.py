@@ -19,7 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from pipeline.metric_log import CsvTail, format_row
 from pipeline.timeline import FIRST_BLOCK
 from plot import DriftSettings, Plotter, Snapshot
-from tests.helpers import Services, free_port, port_open, wait_until
+from tests.helpers.ports import free_port, port_open
+from tests.helpers.services import Services
+from tests.helpers.waiting import wait_until
 
 HEADER = b"id,y_true,y_pred,absolute_error\n"
 

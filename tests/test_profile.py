@@ -9,13 +9,8 @@ import numpy as np
 import pytest
 
 from pipeline import profile
-from pipeline.profile import MOST_BINS, Profile, ProfileError, column_of, psi
-
-
-def example(seed: int = 1, rows: int = 2000) -> Profile:
-    rng = np.random.default_rng(seed)
-    data = np.column_stack([rng.normal(5, 2, rows), rng.integers(1, 3, rows), rng.exponential(1, rows)])
-    return profile.make(data, data[:, 0] * 3 + data[:, 2], ["x", "sex", "y"], "test data", "ab" * 32)
+from pipeline.profile import MOST_BINS, ProfileError, column_of, psi
+from tests.helpers.examples import example
 
 
 def test_a_column_with_few_values_gets_a_bin_per_value_with_edges_halfway() -> None:

@@ -19,6 +19,7 @@ from pipeline.messages import encode
 from pipeline.settings import Common
 from pipeline.topology import FEATURES, Y_TRUE
 from tests.fake_broker import FakeBroker
+from tests.helpers.examples import Picky
 
 
 def common(logs: Path) -> Common:
@@ -26,17 +27,6 @@ def common(logs: Path) -> Common:
 
 
 # --- model ----------------------------------------------------------------------------------------
-
-
-class Picky:
-    """An estimator of three features that raises on a 13 and predicts infinity for a 7."""
-
-    n_features_in_ = 3
-
-    def predict(self, rows: np.ndarray) -> np.ndarray:
-        if (rows == 13).any():
-            raise ValueError("13 is unlucky")
-        return np.where((rows == 7).any(axis=1), np.inf, rows.sum(axis=1))
 
 
 def start_model() -> tuple[Predictor, FakeBroker]:

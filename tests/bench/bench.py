@@ -30,16 +30,11 @@ from pipeline.messages import encode, new_id
 from pipeline.status import read_status
 from pipeline.topology import Y_PRED
 from tests.bench import wire_limit
-from tests.helpers import (
-    REPO,
-    RabbitCluster,
-    RabbitNode,
-    Services,
-    delete_queues,
-    queue_depths,
-    stop_gracefully,
-    wait_until,
-)
+from tests.helpers import REPO
+from tests.helpers.queues import delete_queues, queue_depths
+from tests.helpers.rabbit import RabbitCluster, RabbitNode
+from tests.helpers.services import Services, stop_gracefully
+from tests.helpers.waiting import wait_until
 
 ROWS = int(os.environ.get("BENCH_ROWS") or 50_000)
 REPEAT = int(os.environ.get("BENCH_REPEAT") or 3)

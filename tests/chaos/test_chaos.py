@@ -25,20 +25,14 @@ import train
 from pipeline.messages import encode, new_id
 from pipeline.topology import FEATURES, dead_letter_queue
 from tests.chaos.poison_model import POISON_VALUE, DiesOnPoison
-from tests.helpers import (
-    REPO,
-    RabbitCluster,
-    RabbitNode,
-    Services,
-    csv_lines,
-    ledger_ids,
-    pipeline_queues_empty,
-    port_open,
-    publish_raw,
-    queue_depths,
-    stop_gracefully,
-    wait_until,
-)
+from tests.helpers import REPO
+from tests.helpers.csv_log import csv_lines
+from tests.helpers.ledger import ledger_ids
+from tests.helpers.ports import port_open
+from tests.helpers.queues import pipeline_queues_empty, publish_raw, queue_depths
+from tests.helpers.rabbit import RabbitCluster, RabbitNode
+from tests.helpers.services import Services, stop_gracefully
+from tests.helpers.waiting import wait_until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.test_compose import (
+from tests.e2e.compose import (
     PASSWORD,
     USER,
     Stack,
@@ -25,7 +25,8 @@ from tests.e2e.test_compose import (
     is_png,
     shipped_files,
 )
-from tests.helpers import free_port, wait_until
+from tests.helpers.ports import free_port
+from tests.helpers.waiting import wait_until
 
 pytestmark = [pytest.mark.compose, pytest.mark.timeout(900), pytest.mark.usefixtures("stack_logs_on_failure")]
 

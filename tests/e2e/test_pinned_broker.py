@@ -23,7 +23,12 @@ import train
 from pipeline.messages import encode, new_id
 from pipeline.topology import FEATURES, dead_letter_queue
 from tests.chaos.poison_model import POISON_VALUE, DiesOnPoison
-from tests.helpers import REPO, Services, Stream, delete_queues, free_port, publish_raw, queue_depths, wait_until
+from tests.helpers import REPO
+from tests.helpers.ports import free_port
+from tests.helpers.queues import delete_queues, publish_raw, queue_depths
+from tests.helpers.services import Services
+from tests.helpers.stream import Stream
+from tests.helpers.waiting import wait_until
 from tests.late_labels import late_labels_survive_a_killed_features
 
 pytestmark = [pytest.mark.compose, pytest.mark.timeout(900)]
