@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -94,16 +96,21 @@ def test_the_first_suspect_is_drawn_at_random_from_those_gathered() -> None:
 # --- features -------------------------------------------------------------------------------------
 
 
-def test_features_stops_after_its_limit_and_counts_confirmed_rows(tmp_path: Path) -> None:
+def test_features_stops_after_its_limit_and_counts_confirmed_rows(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     data = Dataset(np.arange(12.0).reshape(4, 3), np.arange(4.0), ["a", "b", "c"], "test")
     broker = FakeBroker()
     streamer = Streamer(FeaturesSettings(common(tmp_path), 0.0, 5, "", data), broker, None)
-    streamer.resume()
+    broker.while_running = broker.hooks["on_ready"]  # connected: it streams
+    assert streamer.run() == 0
     assert not broker.ready, "drained and stopped after 5 rows"
     queues = [message.queue for message in broker.published]
     assert queues.count(FEATURES) == 5 and queues.count(Y_TRUE) == 5
     broker.confirm_all()
-    assert streamer._confirmed == 5
+    with caplog.at_level(logging.INFO, logger="features"):
+        assert broker.fire_timers() == 1, "its heartbeat alone: no more ticks"
+    assert re.search(r"heartbeat: 5 rows published \(.*\), 5 confirmed", caplog.text)
 
 
 def test_no_row_goes_out_before_its_ledger_line_is_written_and_a_full_disk_is_waited_out(
