@@ -1,4 +1,4 @@
-"""A small in-process stand-in with ``Broker``'s public surface, for fast unit tests of a service's own logic.
+"""A small in-process ``BrokerSurface``, what services call on ``Broker``, for fast unit tests of a service's own logic.
 
 Nothing here talks to RabbitMQ: tests hand deliveries to the handlers, confirm publishes and fire timers themselves.
 Integration tests use the real broker.
@@ -7,13 +7,13 @@ Integration tests use the real broker.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pipeline.broker import Delivery
+from pipeline.broker_surface import BrokerSurface, Delivery, Handler, Hook
 
-Hook = Callable[[], None]
+if TYPE_CHECKING:
+    from pipeline.broker import Broker
 
 
 @dataclass
@@ -34,7 +34,7 @@ class Timer:
 
 class FakeBroker:
     def __init__(self) -> None:
-        self.handlers: dict[str, Callable[[Delivery], None]] = {}
+        self.handlers: dict[str, Handler] = {}
         self.paused: set[str] = set()
         self.published: list[Published] = []
         self.acked: list[Delivery] = []
@@ -48,11 +48,11 @@ class FakeBroker:
         self.while_running: Hook | None = None  # what happens between run()'s start and its return
         self._tag = 0
 
-    # --- Broker's surface ---
+    # --- BrokerSurface ---
     def add_hooks(self, **hooks: Hook | None) -> None:
         self.hooks.update({name: hook for name, hook in hooks.items() if hook is not None})
 
-    def consume(self, queue: str, handler: Callable[[Delivery], None]) -> None:
+    def consume(self, queue: str, handler: Handler) -> None:
         self.handlers[queue] = handler
 
     def pause(self, queue: str) -> None:
@@ -83,7 +83,8 @@ class FakeBroker:
     def call_soon(self, callback: Hook) -> None:
         self.call_later(0.0, callback)
 
-    def cancel_timer(self, timer: Timer) -> None:
+    def cancel_timer(self, timer: object) -> None:
+        assert isinstance(timer, Timer), "a timer of call_later"
         timer.cancelled = True
 
     def can_publish(self) -> bool:
@@ -129,3 +130,8 @@ class FakeBroker:
         for message in published:
             if message.on_confirmed is not None:
                 message.on_confirmed()
+
+
+def _both_are_surfaces(real: Broker, fake: FakeBroker) -> tuple[BrokerSurface, BrokerSurface]:
+    """Never called: mypy checks here that the real broker and this fake both offer all a service calls."""
+    return real, fake

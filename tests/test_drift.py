@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -98,7 +99,17 @@ def test_memory_is_the_window_and_a_bounded_list_of_stretches() -> None:
     monitor.add([5.0, 5.0, 0.0, 0.0] * (MOST_STRETCHES + 50))
     assert monitor.alarms == MOST_STRETCHES + 50
     assert len(monitor.stretches) == MOST_STRETCHES
-    assert len(monitor._recent) == 2
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(100):
+            monitor.add(np.zeros(10_000))
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 100_000, f"a million rows more (8 MB of errors) took {grown} bytes"
+    monitor.add([3.0])
+    assert monitor.window_mae == 1.5, "the window is the last two rows"
 
 
 @pytest.mark.parametrize(("window", "ratio", "rows"), [(0, 1.5, 10), (10, 1.0, 10), (10, 1.5, 0)])

@@ -18,7 +18,7 @@ from waiting import WaitingStore
 from metric import Metric
 from metric import Settings as MetricSettings
 from pipeline import service
-from pipeline.broker import Delivery
+from pipeline.broker_surface import Delivery
 from pipeline.messages import encode
 from pipeline.metric_log import HEADER
 from pipeline.settings import Common
@@ -47,7 +47,7 @@ class Run:
         self.logs, self.clock = logs, clock
         self.broker = FakeBroker()
         common = Common("amqp://guest:guest@127.0.0.1:1/%2F", str(logs), "quorum", "INFO", "")
-        self.metric = Metric(MetricSettings(common, 10, TIMEOUT, max_waiting), self.broker, clock)  # type: ignore[arg-type]
+        self.metric = Metric(MetricSettings(common, 10, TIMEOUT, max_waiting), self.broker, clock)
         self.metric.start()
 
     def deliver(self, side: str, row_id: str, value: float, created: float | None = None) -> Delivery:

@@ -44,7 +44,7 @@ def settings(folder: Path, reference: Profile | None, reference_rows: int = 1000
 
 def start(counter: InputCounter) -> tuple[Predictor, FakeBroker]:
     broker = FakeBroker()
-    return Predictor(Picky(), "picky", broker, counter), broker  # type: ignore[arg-type]
+    return Predictor(Picky(), "picky", broker, counter), broker
 
 
 def deliver(
@@ -175,7 +175,7 @@ def test_input_drift_off_counts_nothing_and_writes_no_file(
     config = load_settings()
     assert config.inputs is None
     broker = FakeBroker()
-    predictor = Predictor(config.model, config.model_path, broker)  # type: ignore[arg-type]
+    predictor = Predictor(config.model, config.model_path, broker)
     broker.while_running = lambda: deliver(broker, np.random.default_rng(9).normal(0, 0.05, (300, 10)))
     predictor.run()
     assert len(broker.published) == 300 and not logs.exists()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +33,7 @@ def common(logs: Path) -> Common:
 
 def start_model() -> tuple[Predictor, FakeBroker]:
     broker = FakeBroker()
-    return Predictor(Picky(), "picky", broker), broker  # type: ignore[arg-type]
+    return Predictor(Picky(), "picky", broker), broker
 
 
 def test_rows_the_estimator_refuses_are_rejected_alone(caplog: pytest.LogCaptureFixture) -> None:
@@ -84,16 +86,21 @@ def test_the_first_suspect_is_drawn_at_random_from_those_gathered() -> None:
 # --- features -------------------------------------------------------------------------------------
 
 
-def test_features_stops_after_its_limit_and_counts_confirmed_rows(tmp_path: Path) -> None:
+def test_features_stops_after_its_limit_and_counts_confirmed_rows(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     data = Dataset(np.arange(12.0).reshape(4, 3), np.arange(4.0), ["a", "b", "c"], "test")
     broker = FakeBroker()
-    streamer = Streamer(FeaturesSettings(common(tmp_path), 0.0, 5, "", data), broker, None)  # type: ignore[arg-type]
-    streamer.resume()
+    streamer = Streamer(FeaturesSettings(common(tmp_path), 0.0, 5, "", data), broker, None)
+    broker.while_running = broker.hooks["on_ready"]  # connected: it streams
+    assert streamer.run() == 0
     assert not broker.ready, "drained and stopped after 5 rows"
     queues = [message.queue for message in broker.published]
     assert queues.count(FEATURES) == 5 and queues.count(Y_TRUE) == 5
     broker.confirm_all()
-    assert streamer._confirmed == 5
+    with caplog.at_level(logging.INFO, logger="features"):
+        assert broker.fire_timers() == 1, "its heartbeat alone: no more ticks"
+    assert re.search(r"heartbeat: 5 rows published \(.*\), 5 confirmed", caplog.text)
 
 
 def test_no_row_goes_out_before_its_ledger_line_is_written_and_a_full_disk_is_waited_out(
@@ -101,8 +108,8 @@ def test_no_row_goes_out_before_its_ledger_line_is_written_and_a_full_disk_is_wa
 ) -> None:
     data = Dataset(np.arange(12.0).reshape(4, 3), np.arange(4.0), ["a", "b", "c"], "test")
     broker = FakeBroker()
-    ledger = Ledger(tmp_path / "ledger", broker)  # type: ignore[arg-type]
-    streamer = Streamer(FeaturesSettings(common(tmp_path), 1.0, 0, "", data), broker, ledger)  # type: ignore[arg-type]
+    ledger = Ledger(tmp_path / "ledger", broker)
+    streamer = Streamer(FeaturesSettings(common(tmp_path), 1.0, 0, "", data), broker, ledger)
     streamer.resume()
     assert len(broker.published) == 2
     monkeypatch.setattr("pipeline.append_file.os.pwrite", full_disk)
@@ -129,7 +136,7 @@ def test_the_ledger_waits_for_room_at_exit_and_at_its_first_open(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     broker = FakeBroker()
-    ledger = Ledger(tmp_path / "ledger", broker)  # type: ignore[arg-type]
+    ledger = Ledger(tmp_path / "ledger", broker)
     monkeypatch.setattr("pipeline.append_file.os.open", lambda *_: full_disk())
     row = Row("first", 1.0, 0)
     assert not ledger.published(row), "a ledger that cannot even be opened holds the row back"

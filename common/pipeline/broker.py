@@ -30,7 +30,6 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ from pika.spec import Basic
 
 from pipeline import metrics
 from pipeline.acks import AckLedger
+from pipeline.broker_surface import Delivery, Handler, Hook
 from pipeline.health import HEALTH_INTERVAL
 from pipeline.messages import CONTENT_TYPE, BadMessage
 from pipeline.publish_window import Outgoing, PublishWindow
@@ -76,19 +76,6 @@ class State(enum.Enum):
     DRAINING = "draining"  # close once every message is confirmed, however long it takes
 
 
-@dataclass(slots=True)
-class Delivery:
-    """A message received from ``queue``; ``generation`` tells which channel its tag belongs to; ``created`` is its
-    AMQP ``timestamp`` property (Unix seconds), if it has one."""
-
-    queue: str
-    body: bytes
-    tag: int
-    generation: int
-    redelivered: bool = False
-    created: int | None = None
-
-
 @functools.lru_cache(maxsize=256)  # one object per second of creation, not one per message
 def persistent(created: int | None = None, expires_in_ms: int | None = None) -> pika.BasicProperties:
     """Properties of a persistent JSON message; ``created`` goes in ``timestamp``, ``expires_in_ms`` in
@@ -103,10 +90,6 @@ def connection_parameters(url: str) -> pika.URLParameters:
     if parameters.blocked_connection_timeout is None:
         parameters.blocked_connection_timeout = BLOCKED_CONNECTION_TIMEOUT
     return parameters
-
-
-Handler = Callable[[Delivery], None]
-Hook = Callable[[], None]
 
 
 def _nothing() -> None:

@@ -28,6 +28,7 @@ import numpy as np
 from pipeline import dataset, service, settings
 from pipeline.append_file import AppendFile
 from pipeline.broker import Broker, persistent
+from pipeline.broker_surface import BrokerSurface
 from pipeline.disk import RETRY_DELAY, WriteTrouble
 from pipeline.messages import encode, new_id
 from pipeline.settings import SettingsError
@@ -89,7 +90,7 @@ class Ledger:
     """FEATURES_LEDGER, opened at the first write. A ``published`` line is written before its row goes out, or the
     row is not made; a ``confirmed`` line that cannot be written (a full disk) goes with the next line written."""
 
-    def __init__(self, path: Path, broker: Broker) -> None:
+    def __init__(self, path: Path, broker: BrokerSurface) -> None:
         self._file = AppendFile(path)
         self._opened = False
         self._trouble = WriteTrouble(f"FEATURES_LEDGER {path}", broker.set_problem)
@@ -132,7 +133,7 @@ class Ledger:
 class Streamer:
     """Publishes one row per tick while the broker can take it."""
 
-    def __init__(self, config: Settings, broker: Broker, ledger: Ledger | None) -> None:
+    def __init__(self, config: Settings, broker: BrokerSurface, ledger: Ledger | None) -> None:
         self._broker = broker
         broker.add_hooks(on_ready=self.resume, on_window_open=self.resume)
         self._dataset = config.dataset

@@ -38,7 +38,8 @@ from throttle import Throttle
 from waiting import FileInUse, Half, WaitingStore
 
 from pipeline import service, settings
-from pipeline.broker import Broker, Delivery
+from pipeline.broker import Broker
+from pipeline.broker_surface import BrokerSurface, Delivery
 from pipeline.disk import RETRY_DELAY, WriteTrouble
 from pipeline.messages import decode_value, encode
 from pipeline.metric_log import MetricLog
@@ -94,7 +95,7 @@ def load_settings() -> Settings:
 class Metric:
     """Joins halves, writes rows, and acks each delivery once the fsyncs that made it safe are done."""
 
-    def __init__(self, config: Settings, broker: Broker, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: Settings, broker: BrokerSurface, clock: Callable[[], float] = time.time) -> None:
         self._logs = Path(config.common.logs_dir)
         self._log = MetricLog(self._logs / "metric_log.csv")
         self._store = WaitingStore(self._logs / "metric_waiting.sqlite")

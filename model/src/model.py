@@ -30,7 +30,8 @@ from default_model import DEFAULT_MODEL_PATH  # beside this file: the model the 
 from model_inputs import FLUSH_INTERVAL, InputCounter, InputSettings, load_input_settings
 
 from pipeline import service
-from pipeline.broker import Broker, Delivery, persistent
+from pipeline.broker import Broker, persistent
+from pipeline.broker_surface import BrokerSurface, Delivery
 from pipeline.messages import decode_features, encode
 from pipeline.settings import Common, SettingsError, env_prefetch, env_str, load_common
 from pipeline.topology import FEATURES, Y_PRED, dead_letter_queue
@@ -102,7 +103,7 @@ class Row(NamedTuple):
 class Predictor:
     """Collects the rows of one read from the socket into a batch and predicts them together."""
 
-    def __init__(self, model: Any, model_path: str, broker: Broker, counter: InputCounter | None = None) -> None:
+    def __init__(self, model: Any, model_path: str, broker: BrokerSurface, counter: InputCounter | None = None) -> None:
         self._model, self._model_path = model, model_path
         self._counter = counter
         self._n_features = int(model.n_features_in_)
