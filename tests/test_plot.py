@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
+from timeline import FIRST_BLOCK
 
 from pipeline.metric_log import CsvTail, format_row
-from pipeline.timeline import FIRST_BLOCK
 from plot import DriftSettings, Plotter, Snapshot
 from tests.helpers import Services, free_port, port_open, wait_until
 

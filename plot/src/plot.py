@@ -35,17 +35,19 @@ from typing import Any
 
 import numpy as np
 import page
+from drift import DriftChange, DriftMonitor
+from histogram import Histogram
 from input_drift import InputDrift, InputDriftSettings, counts_folder, load_input_drift_settings, metric_families
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
+from sums import ScaledSums
+from timeline import Timeline
 
 from pipeline import service
-from pipeline.drift import DriftChange, DriftMonitor
 from pipeline.health import HEALTH_INTERVAL
-from pipeline.histogram import Histogram
 from pipeline.metric_log import CsvTail
 from pipeline.settings import (
     Common,
@@ -58,8 +60,6 @@ from pipeline.settings import (
     writable_folder,
 )
 from pipeline.status import read_status
-from pipeline.sums import ScaledSums
-from pipeline.timeline import Timeline
 
 LOGGER = logging.getLogger("plot")
 
