@@ -12,8 +12,8 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+from error_stats import ERROR_BUCKETS
 
-from plot import ERROR_BUCKETS
 from tests.helpers import REPO, free_port, wait_until
 from tests.test_page import start_plot, write_rows
 

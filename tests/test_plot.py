@@ -12,13 +12,15 @@ import matplotlib.image
 import numpy as np
 import page
 import pytest
+from error_stats import DriftSettings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
+from snapshot import Snapshot
 from timeline import FIRST_BLOCK
 
 from pipeline.metric_log import CsvTail, format_row
-from plot import DriftSettings, Plotter, Snapshot
+from plot import Plotter
 from tests.helpers import Services, free_port, port_open, wait_until
 
 HEADER = b"id,y_true,y_pred,absolute_error\n"
