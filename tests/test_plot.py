@@ -4,6 +4,7 @@ import json
 import math
 import signal
 import tempfile
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,26 @@ def test_the_service_keeps_a_valid_picture_of_a_growing_csv(tmp_path: Path, star
         wait_until(lambda: is_png(over_time), 30, "the error over time")
         services.signal("plot", signal.SIGTERM)
         assert services.wait("plot", timeout=10) == 0
+    finally:
+        services.stop_all()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_ends_the_plot_process_mid_sleep_at_once(tmp_path: Path, signum: signal.Signals) -> None:
+    """The loop sleeps HEALTH_INTERVAL (5 s) between refreshes here: the signal must end the sleep, not wait it out."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    services = Services(tmp_path, {"LOGS_DIR": str(logs), "PLOT_INTERVAL": "60"})
+    try:
+        services.start("plot")
+        wait_until(lambda: services.is_ready("plot") and is_png(logs / "error_distribution.png"), 30, "a first picture")
+        time.sleep(0.5)  # into a sleep of the loop
+        sent = time.monotonic()
+        services.signal("plot", signum)
+        assert services.wait("plot", timeout=10) == 0
+        assert time.monotonic() - sent < 2.0, "the sleep ended by the signal, not by its timeout"
+        log = services.log("plot")
+        assert f"received {signum.name}" in log and log.rstrip().endswith("plot: stopped"), log
     finally:
         services.stop_all()
 

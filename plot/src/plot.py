@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import signal
 import sys
-import threading
 import time
 from collections import deque
 from datetime import UTC, datetime
@@ -46,6 +44,7 @@ from pipeline.health import HEALTH_INTERVAL
 from pipeline.metric_log import CsvTail
 from pipeline.settings import SettingsError, report_bad_setting
 from pipeline.status import read_status
+from pipeline.stop_signals import StopSignals
 
 LOGGER = logging.getLogger("plot")
 
@@ -213,9 +212,7 @@ def log_drift(change: DriftChange, drift: DriftMonitor) -> None:
 
 
 def run(config: Settings) -> int:
-    stopped = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stopped.set())
+    stop_signals = StopSignals(None)  # no pika loop here: the loop below sleeps in its wait
     health_file = Path(config.common.health_file) if config.common.health_file else None
     plotter = Plotter(Path(config.common.logs_dir), config.drift, health_file, config.inputs)
     REGISTRY.register(PlotMetrics(plotter))
@@ -226,7 +223,7 @@ def run(config: Settings) -> int:
     pictures = f"{DISTRIBUTION_PNG} and {OVER_TIME_PNG}"
     LOGGER.info("ready: refreshing %s in %s every %g s", pictures, config.common.logs_dir, config.interval)
     due = heartbeat_due = time.monotonic()
-    while not stopped.is_set():
+    while not stop_signals.stopped:
         now = time.monotonic()
         if now >= due:
             try:
@@ -238,7 +235,7 @@ def run(config: Settings) -> int:
             plotter.heartbeat()
             heartbeat_due = now
         plotter.touch_health()
-        stopped.wait(min(config.interval, HEALTH_INTERVAL))
+        stop_signals.wait(min(config.interval, HEALTH_INTERVAL))
     LOGGER.info("stopped")
     return 0
 
