@@ -1,7 +1,8 @@
 """plot's two pictures: the distribution of the absolute errors, and their MAE and p90 per block of rows over time.
 
 Each is one figure kept between refreshes and saved into a temporary file beside its PNG, renamed over the old one,
-so a reader never sees a partial picture.
+so a reader never sees a partial picture. What a picture shows can be read back from it (``markers_shown``,
+``block_ends``, ``reference_shown``, ``alarm_stretches``): these read the drawn artists, not the statistics.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from error_stats import ErrorStats
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -75,6 +77,11 @@ class DistributionPicture(Picture):
         self.axes.set_ylim(0, 1)  # an empty chart with a sensible axis; rows scale it again
         self.axes.set_autoscaley_on(True)
 
+    @property
+    def markers_shown(self) -> tuple[str, ...]:
+        """The vertical lines drawn, by their label: "MAE" and "p90", unless beyond the bars or no rows yet."""
+        return tuple(name for name, line in (("MAE", self._mae), ("p90", self._p90)) if line.get_visible())
+
     def draw(self, stats: ErrorStats, updated: str) -> None:
         histogram = stats.histogram
         p90 = histogram.quantile(0.9)
@@ -133,6 +140,21 @@ class OverTimePicture(Picture):
         self._alarms: list[Any] = []  # shaded stretches of rows during which the drift alarm was up
         self.axes.set_xlabel("row of metric_log.csv (end of block)")
         self.axes.set_ylabel("absolute error: MAE (solid), p90 (dashed)")
+
+    @property
+    def block_ends(self) -> list[float]:
+        """The row ending each block the MAE line is drawn through."""
+        return np.asarray(self._mae.get_xdata(), dtype=np.float64).tolist()
+
+    @property
+    def reference_shown(self) -> float | None:
+        """The drift alarm's reference MAE the dotted line is drawn at; None when it is not drawn."""
+        return float(np.asarray(self._reference.get_ydata())[0]) if self._reference.get_visible() else None
+
+    @property
+    def alarm_stretches(self) -> list[tuple[float, float]]:
+        """The first and last row of each shaded stretch (the drift alarm up), in the order drawn."""
+        return [(patch.get_x(), patch.get_x() + patch.get_width()) for patch in self._alarms]
 
     def draw(self, stats: ErrorStats, updated: str) -> None:
         timeline = stats.timeline

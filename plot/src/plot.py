@@ -83,6 +83,19 @@ class Plotter:
         )
 
     @property
+    def distribution(self) -> DistributionPicture:
+        return self._distribution
+
+    @property
+    def over_time(self) -> OverTimePicture:
+        return self._over_time
+
+    @property
+    def skipped_lines(self) -> int:
+        """Lines of the CSV that were no row plot could use (the header, garbage, a value that is no finite error)."""
+        return self._tail.skipped
+
+    @property
     def pictures(self) -> dict[str, int]:
         """Each picture's file name and how many times it was drawn: its version for the page."""
         return {picture.path.name: picture.version for picture in (self._distribution, self._over_time)}
