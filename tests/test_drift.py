@@ -8,10 +8,9 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from drift import MOST_STRETCHES, REFERENCE_BLOCKS, DriftChange, DriftMonitor, window_means
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from pipeline.drift import MOST_STRETCHES, REFERENCE_BLOCKS, DriftChange, DriftMonitor, window_means
 
 
 def per_row(errors: list[float], *, window: int, ratio: float, reference_rows: int) -> list[tuple[int, bool]]:

@@ -2,8 +2,7 @@
 
 import numpy as np
 import pytest
-
-from pipeline.histogram import RELATIVE_ACCURACY, Histogram
+from histogram import RELATIVE_ACCURACY, Histogram
 
 SHARES = (0.01, 0.1, 0.5, 0.9, 0.99, 0.999)
 

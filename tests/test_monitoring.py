@@ -12,8 +12,8 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+from error_stats import ERROR_BUCKETS
 
-from plot import ERROR_BUCKETS
 from tests.helpers import REPO
 from tests.helpers.plot_page import start_plot, write_rows
 from tests.helpers.ports import free_port

@@ -4,6 +4,7 @@ import json
 import math
 import signal
 import tempfile
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -12,13 +13,15 @@ import matplotlib.image
 import numpy as np
 import page
 import pytest
+from error_stats import DriftSettings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
+from snapshot import Snapshot
+from timeline import FIRST_BLOCK
 
 from pipeline.metric_log import CsvTail, format_row
-from pipeline.timeline import FIRST_BLOCK
-from plot import DriftSettings, Plotter, Snapshot
+from plot import Plotter
 from tests.helpers.ports import free_port, port_open
 from tests.helpers.services import Services
 from tests.helpers.waiting import wait_until
@@ -119,6 +122,26 @@ def test_the_service_keeps_a_valid_picture_of_a_growing_csv(tmp_path: Path, star
         services.stop_all()
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_ends_the_plot_process_mid_sleep_at_once(tmp_path: Path, signum: signal.Signals) -> None:
+    """The loop sleeps HEALTH_INTERVAL (5 s) between refreshes here: the signal must end the sleep, not wait it out."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    services = Services(tmp_path, {"LOGS_DIR": str(logs), "PLOT_INTERVAL": "60"})
+    try:
+        services.start("plot")
+        wait_until(lambda: services.is_ready("plot") and is_png(logs / "error_distribution.png"), 30, "a first picture")
+        time.sleep(0.5)  # into a sleep of the loop
+        sent = time.monotonic()
+        services.signal("plot", signum)
+        assert services.wait("plot", timeout=10) == 0
+        assert time.monotonic() - sent < 2.0, "the sleep ended by the signal, not by its timeout"
+        log = services.log("plot")
+        assert f"received {signum.name}" in log and log.rstrip().endswith("plot: stopped"), log
+    finally:
+        services.stop_all()
+
+
 HOSTILE_LINES = [
     b"a,1.0,2.0,inf",
     b"b,1.0,2.0,nan",
@@ -143,13 +166,13 @@ def test_plot_skips_and_counts_lines_it_cannot_use_and_keeps_drawing(tmp_path: P
     while plotter.refresh():
         pass
     # d and e: y_pred - y_true is -inf, so no bias could be told; metric never writes such a pair
-    assert plotter._stats.rows == 2, "the good row and h (a float despite its \\r)"
-    assert plotter._tail.skipped == len(HOSTILE_LINES) - 1
+    assert plotter.snapshot.rows == 2, "the good row and h (a float despite its \\r)"
+    assert plotter.skipped_lines == len(HOSTILE_LINES) - 1
     assert is_png(tmp_path / "error_distribution.png") and is_png(tmp_path / "error_over_time.png")
     with csv.open("ab") as file:
         file.write(b"later,1.0,1.5,0.5\n")
     assert plotter.refresh() is True
-    assert plotter._stats.rows == 3
+    assert plotter.snapshot.rows == 3
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -168,7 +191,7 @@ def test_the_distribution_counts_rows_in_whole_numbers(tmp_path: Path) -> None:
     (tmp_path / "metric_log.csv").write_bytes(HEADER + b"a,1,2,1.0\nb,1,3,2.0\n")
     plotter = Plotter(tmp_path)
     plotter.refresh()
-    ticks = plotter._distribution.axes.get_yticks()
+    ticks = plotter.distribution.axes.get_yticks()
     assert len(ticks) >= 2 and all(tick == int(tick) for tick in ticks)
 
 
@@ -177,7 +200,7 @@ def test_the_error_over_time_says_how_many_rows_it_waits_for(tmp_path: Path) -> 
     plotter = Plotter(tmp_path)
     plotter.refresh()
     plotter.refresh()
-    picture = plotter._over_time
+    picture = plotter.over_time
     assert picture.empty.get_visible()
     assert picture.empty.get_text() == f"waiting for the first {FIRST_BLOCK} rows: 23 so far"
     assert "rows 1 to 0" not in picture.axes.get_title()
@@ -189,7 +212,7 @@ def test_the_error_over_time_keeps_counting_the_rows_it_waits_for(tmp_path: Path
     plotter = Plotter(tmp_path)
     while plotter.refresh():
         pass
-    picture = plotter._over_time
+    picture = plotter.over_time
     assert picture.empty.get_text() == f"waiting for the first {FIRST_BLOCK} rows: 1 so far"
     saved = picture.version
     with csv.open("ab") as file:
@@ -234,12 +257,12 @@ def test_the_error_over_time_shows_every_block_after_an_empty_start_and_the_drif
         file.write(b"".join(b"s%d,1.0,4.0,3.0\n" % i for i in range(10 * FIRST_BLOCK)))
     while plotter.refresh():
         pass
-    picture = plotter._over_time
+    picture = plotter.over_time
     assert picture.axes.get_xlim() == (0, 30 * FIRST_BLOCK), "every block in view, not the empty state's axis"
-    assert np.asarray(picture._mae.get_xdata())[-1] == 30 * FIRST_BLOCK
-    assert picture._reference.get_visible() and np.asarray(picture._reference.get_ydata()).tolist() == [1.0]
-    [alarm] = picture._alarms
-    assert alarm.get_x() > 20 * FIRST_BLOCK, "the shaded stretch starts after the shift"
+    assert picture.block_ends[-1] == 30 * FIRST_BLOCK
+    assert picture.reference_shown == 1.0
+    [(start, _end)] = picture.alarm_stretches
+    assert start > 20 * FIRST_BLOCK, "the shaded stretch starts after the shift"
     assert plotter.snapshot.drift["alarm"] is True and plotter.snapshot.drift["alarms"] == 1
 
 
@@ -340,7 +363,7 @@ def test_the_distribution_shows_the_bulk_and_counts_a_wild_error_beside(tmp_path
     )
     plotter = Plotter(tmp_path)
     plotter.refresh()
-    picture = plotter._distribution
+    picture = plotter.distribution
     _left, right = picture.axes.get_xlim()
     every = np.append(errors, 1e6)
     assert np.quantile(every, 0.999, method="lower") <= right < 1.03 * np.quantile(every, 0.999, method="lower")
@@ -355,7 +378,7 @@ def test_a_mae_far_beyond_the_bars_is_left_out_and_the_picture_drawn(tmp_path: P
     plotter = Plotter(tmp_path)
     assert plotter.refresh() is True
     assert is_png(tmp_path / "error_distribution.png")
-    picture = plotter._distribution
-    assert not picture._mae.get_visible(), "the MAE, 5e307, is far beyond the bars"
-    assert picture._p90.get_visible(), "p90 is the row at rank 0.9 (counted from 0): 189"
+    picture = plotter.distribution
+    assert "MAE" not in picture.markers_shown, "the MAE, 5e307, is far beyond the bars"
+    assert "p90" in picture.markers_shown, "p90 is the row at rank 0.9 (counted from 0): 189"
     assert picture.outside.get_text().startswith("1 error above 19")

@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
-
-from pipeline.timeline import PERCENTILES, Timeline, merge_percentiles
+from timeline import PERCENTILES, Timeline, merge_percentiles
 
 
 def test_blocks_hold_the_exact_mean_and_p90_until_they_merge() -> None:

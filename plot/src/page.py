@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any
 from pipeline import service
 
 if TYPE_CHECKING:
-    from plot import Plotter, Settings, Snapshot
+    from plot_settings import Settings
+    from snapshot import HasSnapshot, Snapshot
 
 LOGGER = logging.getLogger("plot.page")
 
@@ -148,9 +149,9 @@ class PageServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = LISTEN_QUEUE
 
-    def __init__(self, address: tuple[str, int], plotter: Plotter, logs_dir: Path, stalled_after: float) -> None:
+    def __init__(self, address: tuple[str, int], source: HasSnapshot, logs_dir: Path, stalled_after: float) -> None:
         super().__init__(address, PageHandler)
-        self.plotter, self.logs_dir, self.stalled_after = plotter, logs_dir, stalled_after
+        self.source, self.logs_dir, self.stalled_after = source, logs_dir, stalled_after
         self.page = PAGE.read_bytes()
         self.run = f"{int(time.time())}."  # a picture's version counts from 1 again when plot starts again
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
@@ -257,7 +258,7 @@ class PageHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _summary(self) -> tuple[bytes, str]:
-        numbers = summary(self.server.plotter.snapshot, time.time(), self.server.stalled_after, self.server.run)
+        numbers = summary(self.server.source.snapshot, time.time(), self.server.stalled_after, self.server.run)
         return json.dumps(numbers).encode(), "application/json"
 
     def _picture(self, name: str) -> tuple[bytes, str] | None:
@@ -270,13 +271,13 @@ class PageHandler(BaseHTTPRequestHandler):
         LOGGER.debug("%s %s", self.address_string(), format % args)
 
 
-def serve(config: Settings, plotter: Plotter) -> PageServer | None:
+def serve(config: Settings, source: HasSnapshot) -> PageServer | None:
     """Start the page on LISTEN_ADDRESS:WEB_PORT in a background thread; WEB_PORT=0 means no page."""
     if not config.web_port:
         return None
 
     def start(address: str, port: int) -> PageServer:
-        server = PageServer((address, port), plotter, Path(config.common.logs_dir), config.stalled_after)
+        server = PageServer((address, port), source, Path(config.common.logs_dir), config.stalled_after)
         threading.Thread(target=server.serve_forever, name="page", daemon=True).start()
         return server
 

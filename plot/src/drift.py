@@ -24,8 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-from pipeline.sums import ScaledSums
+from sums import ScaledSums
 
 MOST_STRETCHES = 100  # alarm stretches remembered for the picture; older ones are forgotten
 REFERENCE_BLOCKS = 10  # the reference is the median of the MAEs of this many blocks of the first rows
