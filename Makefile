@@ -69,7 +69,7 @@ lint: install ## Check the code with ruff and mypy, and the Dockerfiles with had
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	$(VENV)/bin/hadolint */Dockerfile tests/e2e/standins/*.Dockerfile
+	$(VENV)/bin/hadolint Dockerfile tests/e2e/standins/*.Dockerfile
 
 format: install ## Reformat the code with ruff
 	$(VENV)/bin/ruff check --fix .

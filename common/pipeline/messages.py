@@ -1,7 +1,7 @@
 """The message contract: JSON objects {"id": "<string>", "body": ...}; extra keys are ignored.
 
 Every way a message can fail to decode raises ``BadMessage`` and nothing else: the runtime rejects it, alone, into
-its dead-letter queue. The rules are listed in the README under "The contract".
+its dead-letter queue. The rules are listed in docs/contract.md.
 """
 
 from __future__ import annotations
