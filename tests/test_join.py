@@ -25,8 +25,8 @@ def store(tmp_path: Path) -> Iterator[WaitingStore]:
     store.close()
 
 
-def half(side: str, message_id: str, value: float = 1.0, created: int = 1000) -> Half:
-    return Half(side, message_id, value, created, arrived=NOW)
+def half(side: str, row_id: str, value: float = 1.0, created: int = 1000) -> Half:
+    return Half(side, row_id, value, created, arrived=NOW)
 
 
 def outcomes(join: Join, *halves: Half) -> list[Outcome]:
@@ -151,7 +151,7 @@ def test_after_a_restart_the_inbox_waits_again_and_what_paired_does_not(tmp_path
     assert outcomes(join, half(Y_PRED, "pairs"), half(Y_PRED, "waits")) == [Outcome.COPY, Outcome.ROW]
     join.add([half(Y_TRUE, "new")])
     join.commit({})
-    inbox = [entry.message_id for chunk in store.inbox() for entry in chunk]
+    inbox = [entry.row_id for chunk in store.inbox() for entry in chunk]
     assert inbox == ["new"], "the inbox is cut once nothing needs its head"
     store.close()
 
@@ -162,7 +162,7 @@ def test_orphans_are_taken_oldest_first_and_pair_no_more(store: WaitingStore) ->
     assert join.move_orphans_to_disk({Y_TRUE: 150, Y_PRED: None})
     join.commit({})
     [orphan] = join.take_orphans({Y_TRUE: 150, Y_PRED: None}, limit=10)
-    assert orphan.message_id == "old" and join.take_orphans({Y_TRUE: 150, Y_PRED: None}, limit=10) == []
+    assert orphan.row_id == "old" and join.take_orphans({Y_TRUE: 150, Y_PRED: None}, limit=10) == []
     assert outcomes(join, half(Y_PRED, "old", created=100)) == [Outcome.WAITING], "its partner is being released"
     join.released(orphan)
     join.commit({})

@@ -26,7 +26,7 @@ def test_a_features_message_round_trips() -> None:
 def test_ids_are_unique_uuid_strings() -> None:
     ids = {new_id() for _ in range(1000)}
     assert len(ids) == 1000
-    assert all(len(message_id) == 36 and message_id.count("-") == 4 for message_id in ids)
+    assert all(len(row_id) == 36 and row_id.count("-") == 4 for row_id in ids)
 
 
 BAD_VALUES = {
@@ -89,8 +89,8 @@ def test_bad_features_messages_are_refused(raw: bytes) -> None:
 
 
 def test_ids_of_any_printable_characters_up_to_the_limit_are_accepted() -> None:
-    for message_id in ("Id", "ids", "a,b", 'say "hi"', "ünïcødé ✓", "a b", "x" * MAX_ID_LENGTH):
-        assert decode_value(encode(message_id, 1.0)) == (message_id, 1.0)
+    for row_id in ("Id", "ids", "a,b", 'say "hi"', "ünïcødé ✓", "a b", "x" * MAX_ID_LENGTH):
+        assert decode_value(encode(row_id, 1.0)) == (row_id, 1.0)
 
 
 def test_integers_within_float_range_are_numbers_and_large_ones_round() -> None:

@@ -32,27 +32,27 @@ def as_bytes(message: Any) -> bytes:
     return json.dumps(message).encode("utf-8", errors="surrogatepass")
 
 
-def check_id(message_id: str) -> None:
-    assert isinstance(message_id, str) and 0 < len(message_id) <= MAX_ID_LENGTH
-    assert message_id.isprintable() and message_id != "id"
-    message_id.encode()  # every accepted id can be written to the CSV
+def check_id(row_id: str) -> None:
+    assert isinstance(row_id, str) and 0 < len(row_id) <= MAX_ID_LENGTH
+    assert row_id.isprintable() and row_id != "id"
+    row_id.encode()  # every accepted id can be written to the CSV
 
 
 def outcome_of_value(raw: bytes) -> None:
     try:
-        message_id, body = decode_value(raw)
+        row_id, body = decode_value(raw)
     except BadMessage:
         return
-    check_id(message_id)
+    check_id(row_id)
     assert type(body) is float and math.isfinite(body)
 
 
 def outcome_of_features(raw: bytes) -> None:
     try:
-        message_id, body = decode_features(raw, N_FEATURES)
+        row_id, body = decode_features(raw, N_FEATURES)
     except BadMessage:
         return
-    check_id(message_id)
+    check_id(row_id)
     assert len(body) == N_FEATURES and all(type(value) is float and math.isfinite(value) for value in body)
 
 

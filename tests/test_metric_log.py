@@ -13,8 +13,8 @@ from pipeline.metric_log import HEADER, MetricLog, format_row
 def write_rows(path: Path, ids: list[str]) -> MetricLog:
     log = MetricLog(path)
     log.open()
-    for index, message_id in enumerate(ids):
-        log.append(message_id, float(index), 2.0 * index)
+    for index, row_id in enumerate(ids):
+        log.append(row_id, float(index), 2.0 * index)
     log.sync()
     return log
 

@@ -48,8 +48,8 @@ def test_rows_arrive_once_each_with_the_right_error_and_a_picture(
     stream.start("metric", "model", "plot", FEATURES_INTERVAL="0", FEATURES_LIMIT="500")
 
     rows = stream.finish(expected=500)
-    for message_id, y_true, y_pred, absolute_error in rows:
-        assert uuid.UUID(message_id)
+    for row_id, y_true, y_pred, absolute_error in rows:
+        assert uuid.UUID(row_id)
         assert is_a_dataset_pair(predictions_by_target, float(y_true), float(y_pred)), "halves of two rows joined"
         assert float(absolute_error) == abs(float(y_true) - float(y_pred))
     picture = logs_dir / "error_distribution.png"

@@ -33,8 +33,8 @@ def new_id() -> str:
     return str(uuid.UUID(int=value | random_bits & (1 << 62) - 1))
 
 
-def encode(message_id: str, body: float | list[float], **extra: Any) -> bytes:
-    return json.dumps({"id": message_id, "body": body, **extra}, separators=(",", ":")).encode()
+def encode(row_id: str, body: float | list[float], **extra: Any) -> bytes:
+    return json.dumps({"id": row_id, "body": body, **extra}, separators=(",", ":")).encode()
 
 
 def decode_value(raw: bytes) -> tuple[str, float]:
@@ -86,14 +86,14 @@ def _object_without_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, An
 
 
 def _valid_id(message: dict[str, Any]) -> str:
-    message_id = message.get("id")
-    if not isinstance(message_id, str) or not message_id:
+    row_id = message.get("id")
+    if not isinstance(row_id, str) or not row_id:
         raise BadMessage("id must be a non-empty string")
-    if len(message_id) > MAX_ID_LENGTH or not message_id.isprintable():
+    if len(row_id) > MAX_ID_LENGTH or not row_id.isprintable():
         raise BadMessage(f"id must be printable and at most {MAX_ID_LENGTH} characters")
-    if message_id in RESERVED_IDS:
-        raise BadMessage(f"id {message_id!r} is reserved: it reads like the CSV's header")
-    return message_id
+    if row_id in RESERVED_IDS:
+        raise BadMessage(f"id {row_id!r} is reserved: it reads like the CSV's header")
+    return row_id
 
 
 def _finite_number(value: Any, what: str) -> float:

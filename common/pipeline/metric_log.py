@@ -17,8 +17,8 @@ HEADER = b"id,y_true,y_pred,absolute_error\n"
 READ_LIMIT = 1 << 20  # bytes the plot reads from the CSV at once
 
 
-def format_row(message_id: str, y_true: float, y_pred: float) -> bytes:
-    return f"{quote(message_id)},{y_true!r},{y_pred!r},{abs(y_true - y_pred)!r}\n".encode()
+def format_row(row_id: str, y_true: float, y_pred: float) -> bytes:
+    return f"{quote(row_id)},{y_true!r},{y_pred!r},{abs(y_true - y_pred)!r}\n".encode()
 
 
 class MetricLog:
@@ -53,9 +53,9 @@ class MetricLog:
         """Ids of the last ``count`` rows."""
         return _ids(self._file.last_lines(count))
 
-    def append(self, message_id: str, y_true: float, y_pred: float) -> None:
+    def append(self, row_id: str, y_true: float, y_pred: float) -> None:
         """Buffer a row; it is on disk after the next ``sync``."""
-        self._file.append(format_row(message_id, y_true, y_pred))
+        self._file.append(format_row(row_id, y_true, y_pred))
 
     def sync(self) -> int:
         """Write buffered rows in one write, fsync, and return how many there were."""

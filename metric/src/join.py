@@ -36,7 +36,7 @@ class Outcome(enum.Enum):
 class Pair:
     """Both halves of a row; ``partner`` is the half that was waiting."""
 
-    message_id: str
+    row_id: str
     y_true: float
     y_pred: float
     partner: Half
@@ -50,7 +50,7 @@ class Pair:
 class Conflict:
     """A copy of a half with another value than the one kept: the copy was dropped."""
 
-    message_id: str
+    row_id: str
     side: str
     kept: float
     dropped: float
@@ -92,14 +92,14 @@ class Join:
         """Pair or keep each half, in order; a pair of the batch is its row (or its non-finite pair). A half of
         ``side`` created before ``orphans_before[side]`` that finds no partner waiting is an orphan at once: it goes
         to disk to be released, and pairs with nothing (not with a late copy of its partner either)."""
-        found = self._find([half.message_id for half in halves if self._ask_file(half.message_id)])
+        found = self._find([half.row_id for half in halves if self._ask_file(half.row_id)])
         before = orphans_before or {}
         return [self._add(half, found, before.get(half.side)) for half in halves]
 
-    def _ask_file(self, message_id: str) -> bool:
-        """Whether the file may know more of ``message_id`` than memory: not when one side waits in memory, unless
+    def _ask_file(self, row_id: str) -> bool:
+        """Whether the file may know more of ``row_id`` than memory: not when one side waits in memory, unless
         the other side was released (the value kept of that side is in the done table)."""
-        in_front = self._front.get(message_id)
+        in_front = self._front.get(row_id)
         return in_front is None or bool(in_front.handled)
 
     def take_conflicts(self) -> list[Conflict]:
@@ -107,18 +107,18 @@ class Join:
         conflicts, self._conflicts = self._conflicts, []
         return conflicts
 
-    def _find(self, message_ids: list[str]) -> Found:
-        """What the file knows of ``message_ids``, and the halves moved to disk since the last commit."""
-        found = self._store.find(message_ids, waiting=self._store.has_waiting())
+    def _find(self, row_ids: list[str]) -> Found:
+        """What the file knows of ``row_ids``, and the halves moved to disk since the last commit."""
+        found = self._store.find(row_ids, waiting=self._store.has_waiting())
         for half in self._changes.spilled:
-            found.waiting.setdefault(half.message_id, {})[half.side] = half
+            found.waiting.setdefault(half.row_id, {})[half.side] = half
         return found
 
     def _add(self, half: Half, found: Found, orphan_before: int | None) -> tuple[Outcome, Pair | None]:
         if self._is_copy(half, found):
             kept = self._kept_value(half, found)
             if kept is not None and kept != half.value:
-                self._conflicts.append(Conflict(half.message_id, half.side, kept, half.value))
+                self._conflicts.append(Conflict(half.row_id, half.side, kept, half.value))
             return Outcome.COPY, None
         partner = self._take_partner(half, found)
         if partner is not None:
@@ -127,34 +127,34 @@ class Join:
             self._spill(half)
             self.release(half)
             return Outcome.ORPHAN, None
-        half.handled = self._handled(half.message_id, found)
+        half.handled = self._handled(half.row_id, found)
         self._wait(half)
         return Outcome.WAITING, None
 
-    def _handled(self, message_id: str, found: Found) -> int:
-        """The sides of ``message_id`` written or released (``done``), committed or not."""
-        in_changes = self._changes.done.get(message_id)
-        return found.sides(message_id) | (0 if in_changes is None else in_changes.sides)
+    def _handled(self, row_id: str, found: Found) -> int:
+        """The sides of ``row_id`` written or released (``done``), committed or not."""
+        in_changes = self._changes.done.get(row_id)
+        return found.sides(row_id) | (0 if in_changes is None else in_changes.sides)
 
     def _is_copy(self, half: Half, found: Found) -> bool:
         """Whether the same side of the id was written or released, or is being released, or waits."""
         bit = SIDE_BIT[half.side]
-        if self._handled(half.message_id, found) & bit or self._unavailable(half):
+        if self._handled(half.row_id, found) & bit or self._unavailable(half):
             return True
-        in_front = self._front.get(half.message_id)
+        in_front = self._front.get(half.row_id)
         if in_front is not None:
             return in_front.side == half.side or bool(in_front.handled & bit)
-        return half.side in found.waiting.get(half.message_id, {})
+        return half.side in found.waiting.get(half.row_id, {})
 
     def _kept_value(self, half: Half, found: Found) -> float | None:
         """The value kept of the side of which ``half`` is a copy: written, released, being released, or waiting in
         memory or on disk (None: not known, for an id handled before the values were kept)."""
-        message_id = half.message_id
-        done = (found.done.get(message_id), self._changes.done.get(message_id))
+        row_id = half.row_id
+        done = (found.done.get(row_id), self._changes.done.get(row_id))
         held = (
-            self._releasing.get((half.side, message_id)),
-            self._front.get(message_id),
-            found.waiting.get(message_id, {}).get(half.side),
+            self._releasing.get((half.side, row_id)),
+            self._front.get(row_id),
+            found.waiting.get(row_id, {}).get(half.side),
         )
         values = [entry.value(half.side) for entry in done if entry is not None]
         values += [kept.value for kept in held if kept is not None and kept.side == half.side]
@@ -162,16 +162,16 @@ class Join:
 
     def _unavailable(self, half: Half) -> bool:
         """Whether ``half`` is being released, or left the disk since the last commit (the table still has it)."""
-        key = (half.side, half.message_id)
+        key = (half.side, half.row_id)
         return key in self._releasing or key in self._leaving
 
     def _take_partner(self, half: Half, found: Found) -> Half | None:
         """The partner waiting in memory or on disk (not one being released or gone), no longer waiting."""
-        in_front = self._front.get(half.message_id)
+        in_front = self._front.get(half.row_id)
         if in_front is not None:
             self._leave_front(in_front)
             return in_front
-        partner = found.waiting.get(half.message_id, {}).get(PARTNER_SIDE[half.side])
+        partner = found.waiting.get(half.row_id, {}).get(PARTNER_SIDE[half.side])
         if partner is None or self._unavailable(partner):
             return None
         self._leave_disk(partner)
@@ -179,12 +179,12 @@ class Join:
 
     def _pair(self, half: Half, partner: Half) -> tuple[Outcome, Pair]:
         y_true, y_pred = (half, partner) if half.side == Y_TRUE else (partner, half)
-        pair = Pair(half.message_id, y_true.value, y_pred.value, partner)
+        pair = Pair(half.row_id, y_true.value, y_pred.value, partner)
         if math.isfinite(pair.absolute_error):
-            self._changes.mark_done(half.message_id, max(half.created, partner.created), BOTH_SIDES, half, partner)
+            self._changes.mark_done(half.row_id, max(half.created, partner.created), BOTH_SIDES, half, partner)
             return Outcome.ROW, pair
         # no row: the half that came is rejected, and the partner goes to its dead-letter queue, from disk
-        if (partner.side, partner.message_id) in self._leaving:
+        if (partner.side, partner.row_id) in self._leaving:
             self._back_on_disk(partner)
         else:
             self._spill(partner)
@@ -197,27 +197,27 @@ class Join:
         self._changes.inbox.append(half)
 
     def _enter_front(self, half: Half) -> None:
-        self._front[half.message_id] = half
+        self._front[half.row_id] = half
         self._arrivals.append(half)
         self._in_front[half.side] += 1
 
     def _leave_front(self, half: Half) -> None:
-        del self._front[half.message_id]
+        del self._front[half.row_id]
         self._in_front[half.side] -= 1
 
     def _leave_disk(self, half: Half) -> None:
         self._changes.gone.append(half)
-        self._leaving.add((half.side, half.message_id))
+        self._leaving.add((half.side, half.row_id))
         self._on_disk[half.side] -= 1
 
     def _back_on_disk(self, half: Half) -> None:
         self._changes.gone.remove(half)
-        self._leaving.discard((half.side, half.message_id))
+        self._leaving.discard((half.side, half.row_id))
         self._on_disk[half.side] += 1
 
     def _spill(self, half: Half) -> None:
         """Move ``half`` from memory to the waiting table (it may have left the front already)."""
-        if self._front.get(half.message_id) is half:
+        if self._front.get(half.row_id) is half:
             self._leave_front(half)
         self._changes.spilled.append(half)
         self._on_disk[half.side] += 1
@@ -228,32 +228,32 @@ class Join:
         """Wait again, in memory, for the inbox's halves that are still waiting (the rest paired since); the halves
         past FRONT_HALVES go to disk, committed chunk by chunk."""
         for halves in self._store.inbox():
-            found = self._store.find([half.message_id for half in halves])
+            found = self._store.find([half.row_id for half in halves])
             for half in halves:
-                handled = found.sides(half.message_id) & SIDE_BIT[half.side]
-                on_disk = half.side in found.waiting.get(half.message_id, {})
-                if not handled and not on_disk and half.message_id not in self._front:
-                    half.arrived, half.handled = now, found.sides(half.message_id)
+                handled = found.sides(half.row_id) & SIDE_BIT[half.side]
+                on_disk = half.side in found.waiting.get(half.row_id, {})
+                if not handled and not on_disk and half.row_id not in self._front:
+                    half.arrived, half.handled = now, found.sides(half.row_id)
                     self._enter_front(half)
             self._next_seq = max(self._next_seq, halves[-1].seq + 1)
             if self.move_to_disk(now):  # past FRONT_HALVES: memory stays bounded however long the inbox
                 self.commit({})
 
-    def written(self, message_ids: list[str], now: int) -> None:
+    def written(self, row_ids: list[str], now: int) -> None:
         """Rows metric_log.csv holds that the store did not know of (written just before a crash): forget their
         halves, keeping the value of the one that waited."""
-        found = self._find(message_ids)
-        for message_id in message_ids:
+        found = self._find(row_ids)
+        for row_id in row_ids:
             created, known = now, []
-            if (in_front := self._front.get(message_id)) is not None:
+            if (in_front := self._front.get(row_id)) is not None:
                 self._leave_front(in_front)
                 created = in_front.created
                 known.append(in_front)
-            for half in found.waiting.get(message_id, {}).values():
+            for half in found.waiting.get(row_id, {}).values():
                 self._leave_disk(half)
                 created = half.created
                 known.append(half)
-            self._changes.mark_done(message_id, created, BOTH_SIDES, *known)
+            self._changes.mark_done(row_id, created, BOTH_SIDES, *known)
 
     # --- memory, orphans and the file -------------------------------------------------------------
 
@@ -267,7 +267,7 @@ class Join:
             self._drop_departed()
             moved = True
         if len(self._arrivals) > 2 * FRONT_HALVES:  # a half waits at the head while thousands pair behind it
-            self._arrivals = deque(half for half in self._arrivals if self._front.get(half.message_id) is half)
+            self._arrivals = deque(half for half in self._arrivals if self._front.get(half.row_id) is half)
         return moved
 
     def move_orphans_to_disk(self, created_before: dict[str, int | None]) -> bool:
@@ -284,7 +284,7 @@ class Join:
 
     def _drop_departed(self) -> None:
         """Drop the oldest arrivals that left the front (paired, or moved to disk)."""
-        while self._arrivals and self._front.get(self._arrivals[0].message_id) is not self._arrivals[0]:
+        while self._arrivals and self._front.get(self._arrivals[0].row_id) is not self._arrivals[0]:
             self._arrivals.popleft()
 
     def take_orphans(self, created_before: dict[str, int | None], limit: int) -> list[Half]:
@@ -302,14 +302,14 @@ class Join:
 
     def release(self, half: Half) -> None:
         """``half`` (on disk, or moving there at the next commit) is being released: it pairs with nothing now."""
-        self._releasing[(half.side, half.message_id)] = half
+        self._releasing[(half.side, half.row_id)] = half
 
     def released(self, half: Half) -> None:
         """The broker confirmed ``half`` in its dead-letter queue."""
-        if self._releasing.pop((half.side, half.message_id), None) is not None:
+        if self._releasing.pop((half.side, half.row_id), None) is not None:
             self._leave_disk(half)
-            self._changes.mark_done(half.message_id, half.created, SIDE_BIT[half.side], half)
-            if (partner := self._front.get(half.message_id)) is not None:
+            self._changes.mark_done(half.row_id, half.created, SIDE_BIT[half.side], half)
+            if (partner := self._front.get(half.row_id)) is not None:
                 partner.handled |= SIDE_BIT[half.side]  # a copy of the released half must not pair with it
 
     @property
@@ -320,7 +320,7 @@ class Join:
         """Write every change since the last commit, and ``meta``, in one fsynced transaction."""
         self._drop_departed()
         changes = self._changes
-        changes.inbox = [half for half in changes.inbox if self._front.get(half.message_id) is half]  # not paired
+        changes.inbox = [half for half in changes.inbox if self._front.get(half.row_id) is half]  # not paired
         changes.inbox_from = self._arrivals[0].seq if self._arrivals else self._next_seq
         changes.meta = meta | {"next_seq": self._next_seq}
         self._store.commit(changes)

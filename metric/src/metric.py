@@ -258,7 +258,7 @@ class Metric:
         self._limit_waiting()
 
     def _write(self, pair: Pair) -> None:
-        self._log.append(pair.message_id, pair.y_true, pair.y_pred)
+        self._log.append(pair.row_id, pair.y_true, pair.y_pred)
         self._rows += 1
         self._error_sum += pair.absolute_error
 
@@ -274,7 +274,7 @@ class Metric:
             held = self._conflict_lines.let_through(now)
             LOGGER.warning(
                 "dropped a copy of id %r on %s with another value: kept %r (the first that came), dropped %r%s",
-                conflict.message_id,
+                conflict.row_id,
                 conflict.side,
                 conflict.kept,
                 conflict.dropped,
@@ -373,7 +373,7 @@ class Metric:
         """Publish ``halves`` (on disk) to their dead-letter queues; each is forgotten once the broker confirms it."""
         for half in halves:
             self.join.release(half)
-            body = encode(half.message_id, half.value, created=half.created, **reason)
+            body = encode(half.row_id, half.value, created=half.created, **reason)
             self._broker.publish(dead_letter_queue(half.side), body, partial(self._released, half))
 
     def _released(self, half: Half) -> None:
@@ -465,8 +465,8 @@ def _old_journal_halves(path: Path, now: float) -> list[Half]:
     with path.open(newline="") as file:
         for fields in csv.reader(file):
             try:
-                side, message_id, value, _arrived = fields
-                halves.append(Half(side, message_id, float(value), int(now), arrived=now))
+                side, row_id, value, _arrived = fields
+                halves.append(Half(side, row_id, float(value), int(now), arrived=now))
             except ValueError:
                 continue  # a torn last line
     return [half for half in halves if half.side in SIDES]

@@ -57,7 +57,7 @@ class Half:
     ``handled`` (the sides of its id already released, as in ``done``) only mean something while it waits in memory."""
 
     side: str
-    message_id: str
+    row_id: str
     value: float
     created: int
     seq: int = 0
@@ -100,9 +100,9 @@ class Changes:
     inbox_from: int | None = None  # every inbox entry before this seq is no longer needed
     meta: dict[str, int] = field(default_factory=dict)
 
-    def mark_done(self, message_id: str, created: int, sides: int, *known: Half) -> None:
-        """``sides`` of ``message_id`` are handled; ``known``: those of its halves whose values are known."""
-        self.done.setdefault(message_id, Done(created, 0)).add(created, sides, known)
+    def mark_done(self, row_id: str, created: int, sides: int, *known: Half) -> None:
+        """``sides`` of ``row_id`` are handled; ``known``: those of its halves whose values are known."""
+        self.done.setdefault(row_id, Done(created, 0)).add(created, sides, known)
 
 
 @dataclass
@@ -112,9 +112,9 @@ class Found:
     waiting: dict[str, dict[str, Half]]
     done: dict[str, Done]
 
-    def sides(self, message_id: str) -> int:
-        """The sides of ``message_id`` handled (bits of SIDE_BIT)."""
-        done = self.done.get(message_id)
+    def sides(self, row_id: str) -> int:
+        """The sides of ``row_id`` handled (bits of SIDE_BIT)."""
+        done = self.done.get(row_id)
         return 0 if done is None else done.sides
 
 
@@ -238,7 +238,7 @@ class WaitingStore:
                 db.execute("DELETE FROM inbox WHERE seq < ?", (changes.inbox_from,))
             db.executemany(
                 "DELETE FROM waiting WHERE id = ? AND side = ?",
-                [(half.message_id, SIDE_NUMBER[half.side]) for half in changes.gone],
+                [(half.row_id, SIDE_NUMBER[half.side]) for half in changes.gone],
             )
             db.executemany(
                 "INSERT INTO done VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET sides = sides | excluded.sides,"
@@ -255,12 +255,12 @@ class WaitingStore:
 
 def _inbox_rows(halves: list[Half]) -> Iterator[tuple[int, int, str, float, int]]:
     for half in halves:
-        yield half.seq, SIDE_NUMBER[half.side], half.message_id, half.value, half.created
+        yield half.seq, SIDE_NUMBER[half.side], half.row_id, half.value, half.created
 
 
 def _waiting_rows(halves: list[Half]) -> Iterator[tuple[str, int, float, int]]:
     for half in halves:
-        yield half.message_id, SIDE_NUMBER[half.side], half.value, half.created
+        yield half.row_id, SIDE_NUMBER[half.side], half.value, half.created
 
 
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
