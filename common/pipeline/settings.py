@@ -5,15 +5,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import pika
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 QUEUE_TYPES = ("quorum", "classic")
+NumberT = TypeVar("NumberT", int, float)
 AMQP_SHORT_MAX = 65535  # AMQP's 16-bit fields: a prefetch_count, a heartbeat in seconds
 
 
@@ -25,31 +27,34 @@ def env_str(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
 
-def env_float(name: str, default: float, minimum: float = 0.0) -> float:
+def _env_number(name: str, parse: Callable[[str], NumberT], what: str) -> NumberT | None:
+    """The variable ``name`` read with ``parse`` (a ``what``), or None when it is unset or blank."""
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
-        return default
+        return None
     try:
-        value = float(raw)
+        return parse(raw)
     except ValueError:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+        raise SettingsError(f"{name} must be {what}, got {raw!r}") from None
+
+
+def env_float(name: str, default: float, minimum: float = 0.0) -> float:
+    value = _env_number(name, float, "a number")
+    if value is None:
+        return default
     if not minimum <= value < float("inf"):
-        raise SettingsError(f"{name} must be a finite number >= {minimum:g}, got {raw!r}")
+        raise SettingsError(f"{name} must be a finite number >= {minimum:g}, got {os.environ[name]!r}")
     return value
 
 
 def env_int(name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
+    value = _env_number(name, int, "a whole number")
+    if value is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
     if value < minimum:
-        raise SettingsError(f"{name} must be >= {minimum}, got {raw!r}")
+        raise SettingsError(f"{name} must be >= {minimum}, got {os.environ[name]!r}")
     if maximum is not None and value > maximum:
-        raise SettingsError(f"{name} must be from {minimum} to {maximum}, got {raw!r}")
+        raise SettingsError(f"{name} must be from {minimum} to {maximum}, got {os.environ[name]!r}")
     return value
 
 
