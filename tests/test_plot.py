@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import signal
 import tempfile
 import time
@@ -12,14 +13,17 @@ from typing import Any
 import matplotlib.image
 import numpy as np
 import page
+import plot_settings
 import pytest
 from error_stats import DriftSettings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from snapshot import Snapshot
 from timeline import FIRST_BLOCK
 
+import plot
 from pipeline.metric_log import CsvTail, format_row
 from plot import Plotter
 from tests.helpers.ports import free_port, port_open
@@ -140,6 +144,35 @@ def test_a_stop_signal_ends_the_plot_process_mid_sleep_at_once(tmp_path: Path, s
         assert f"received {signum.name}" in log and log.rstrip().endswith("plot: stopped"), log
     finally:
         services.stop_all()
+
+
+def test_a_stop_signal_that_comes_while_plot_starts_stops_it_before_any_refresh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``docker stop`` while plot starts its page: it stops without reading the CSV, which may take longer than the
+    stop timeout. In this process, with a real SIGTERM; the signal handlers and wake-up socket are put back."""
+    (tmp_path / "metric_log.csv").write_bytes(HEADER + b"a,1.0,3.0,2.0\n")
+    for name, value in {"LOGS_DIR": str(tmp_path), "WEB_PORT": "0", "PLOT_INTERVAL": "60"}.items():
+        monkeypatch.setenv(name, value)
+    refreshes: list[float] = []
+    real_refresh = Plotter.refresh
+
+    def counted(plotter: Plotter) -> bool:
+        refreshes.append(time.monotonic())
+        return real_refresh(plotter)
+
+    monkeypatch.setattr(Plotter, "refresh", counted)
+    monkeypatch.setattr(page, "serve", lambda _config, _source: os.kill(os.getpid(), signal.SIGTERM))
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    wakeup = signal.set_wakeup_fd(-1)
+    monkeypatch.setattr(plot, "REGISTRY", CollectorRegistry())  # not the process's: run registers plot's collector
+    try:
+        assert plot.run(plot_settings.load_settings()) == 0
+    finally:
+        signal.set_wakeup_fd(wakeup)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    assert refreshes == [], "stopped before its first refresh"
 
 
 HOSTILE_LINES = [

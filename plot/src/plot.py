@@ -236,7 +236,7 @@ def run(config: Settings) -> int:
     pictures = f"{DISTRIBUTION_PNG} and {OVER_TIME_PNG}"
     LOGGER.info("ready: refreshing %s in %s every %g s", pictures, config.common.logs_dir, config.interval)
     due = heartbeat_due = time.monotonic()
-    while not stop_signals.stopped:
+    while not stop_signals.wait(0):  # a stop that came while plot started, or during a refresh, comes first
         now = time.monotonic()
         if now >= due:
             try:
