@@ -12,7 +12,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /app
-RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin app
+RUN test -n "$SERVICE" || { echo "build with --build-arg SERVICE=features|model|metric|plot and the same --target"; exit 1; }
 
 COPY ${SERVICE}/requirements.txt .
 RUN pip install -r requirements.txt
@@ -33,6 +33,7 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
 
 FROM base AS features
 # This service writes nothing to ./logs, so it runs as an unprivileged user.
+RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin app
 USER 10001
 CMD ["python", "src/features.py"]
 
