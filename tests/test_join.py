@@ -7,7 +7,7 @@ import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
-import join as join_module
+import front as front_module
 import pytest
 from join import Conflict, Join, Outcome
 from waiting import Changes, FileInUse, Half, WaitingStore
@@ -60,7 +60,7 @@ def test_a_copy_of_a_waiting_half_is_known_in_memory_and_on_disk(store: WaitingS
 def test_a_restart_reads_a_long_inbox_in_chunks_and_keeps_memory_bounded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(join_module, "FRONT_HALVES", 100)
+    monkeypatch.setattr(front_module, "FRONT_HALVES", 100)
     store = WaitingStore(tmp_path / "waiting.sqlite")
     store.open()
     join = Join(store)
@@ -89,7 +89,7 @@ def test_a_restart_reads_a_long_inbox_in_chunks_and_keeps_memory_bounded(
 def test_memory_holds_front_halves_even_while_one_half_waits_and_thousands_pair_behind_it(
     store: WaitingStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(join_module, "FRONT_HALVES", 10)
+    monkeypatch.setattr(front_module, "FRONT_HALVES", 10)
     join = Join(store)
     join.add([half(Y_TRUE, "waits")])
     tracemalloc.start()
@@ -122,7 +122,7 @@ def test_a_not_finite_pair_with_a_half_moved_to_disk_but_not_committed_keeps_tha
 
 
 def test_memory_holds_at_most_front_halves(store: WaitingStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(join_module, "FRONT_HALVES", 10)
+    monkeypatch.setattr(front_module, "FRONT_HALVES", 10)
     join = Join(store)
     join.add([half(Y_PRED, f"p{index:03d}") for index in range(2500)])
     join.move_to_disk(NOW)
@@ -182,7 +182,7 @@ def test_a_half_the_other_stream_passed_is_an_orphan_at_once_unless_its_partner_
 
 def test_a_second_process_cannot_open_the_file(store: WaitingStore, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("waiting.LOCK_TIMEOUT", 0.1)
-    store.commit(join_module.Changes())
+    store.commit(Changes())
     with pytest.raises(FileInUse):
         WaitingStore(store.path).open()
 

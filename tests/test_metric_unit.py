@@ -9,7 +9,7 @@ import logging
 import sqlite3
 from pathlib import Path
 
-import join as join_module
+import front as front_module
 import pytest
 from prometheus_client import REGISTRY
 from streams import ORPHAN_GRACE, WATERMARK_RANK
@@ -218,7 +218,7 @@ def test_a_row_written_just_before_a_crash_leaves_no_waiting_half(tmp_path: Path
 def test_a_row_written_before_a_crash_is_done_even_if_its_half_moves_to_disk_as_the_inbox_is_read(
     tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(join_module, "FRONT_HALVES", 10)
+    monkeypatch.setattr(front_module, "FRONT_HALVES", 10)
     (tmp_path / "metric_waiting.journal").write_text("".join(f"y_true,j{index:02d},1.0,0\n" for index in range(20)))
     run = Run(tmp_path, clock)  # 20 halves in the inbox, more than FRONT_HALVES
     run.deliver(Y_PRED, "j00", 3.0, START)
