@@ -18,6 +18,7 @@ import pika
 import pytest
 
 from pipeline import broker as broker_module
+from pipeline import confirms
 from pipeline.broker import Broker, Delivery
 from pipeline.health import HEALTH_INTERVAL, is_fresh
 from pipeline.messages import BadMessage
@@ -214,7 +215,7 @@ def test_a_broker_that_keeps_nacking_gets_a_new_connection_and_nothing_goes_twic
     A full queue that rejects publishes stands in for it: on 3.10 a channel that saw it full keeps nacking even once
     the limit is lifted, and a new channel asks the queue afresh.
     """
-    monkeypatch.setattr(broker_module, "NACK_RECONNECT_AFTER", 1.0)
+    monkeypatch.setattr(confirms, "NACK_RECONNECT_AFTER", 1.0)
     wait_until(lambda: running.broker.is_ready, 30, "the broker to be ready")
     queue = "y_true.dead"
     with full_queue(rabbit, broker_url, queue) as fillers:
@@ -229,7 +230,7 @@ def test_a_drain_goes_on_over_a_new_connection_until_every_message_is_confirmed(
     running: Running, broker_url: str, rabbit: RabbitNode, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """features at its FEATURES_LIMIT drains: a connection lost meanwhile is opened again, and the drain goes on."""
-    monkeypatch.setattr(broker_module, "NACK_RECONNECT_AFTER", 1.0)
+    monkeypatch.setattr(confirms, "NACK_RECONNECT_AFTER", 1.0)
     wait_until(lambda: running.broker.is_ready, 30, "the broker to be ready")
     queue = "y_true.dead"
     with full_queue(rabbit, broker_url, queue) as fillers:
@@ -256,7 +257,7 @@ def test_nacks_from_one_queue_bring_a_new_connection_while_another_queue_confirm
     running: Running, broker_url: str, rabbit: RabbitNode, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """features publishes to two queues: acks from one must not hide a channel that nacks every publish to the other."""
-    monkeypatch.setattr(broker_module, "NACK_RECONNECT_AFTER", 1.0)
+    monkeypatch.setattr(confirms, "NACK_RECONNECT_AFTER", 1.0)
     wait_until(lambda: running.broker.is_ready, 30, "the broker to be ready")
     refusing, accepting = "y_true.dead", "accepting"
     declare_queue(broker_url, accepting)

@@ -27,7 +27,6 @@ import enum
 import functools
 import logging
 import random
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from pika.spec import Basic
 
 from pipeline import metrics
 from pipeline.acks import AckLedger
+from pipeline.confirms import NACK_RETRY_DELAY, NackedTooLong, NackStreaks
 from pipeline.health import HEALTH_INTERVAL
 from pipeline.messages import CONTENT_TYPE, BadMessage
 from pipeline.publish_window import Outgoing, PublishWindow
@@ -52,12 +52,6 @@ LOGGER = logging.getLogger(__name__)
 RECONNECT_FIRST_DELAY = 0.5
 RECONNECT_MAX_DELAY = 5.0
 CONFIRM_WINDOW = 2000
-NACK_RETRY_DELAY = 0.5  # seconds before nacked messages go again: a cluster without a majority nacks them at once
-# Nacks for one queue with no ack for it between them for this long: reconnect, to the next node if there are
-# several. RabbitMQ before 3.13 asks a quorum queue's leader as its record names it on a channel's first publish, and
-# if that node just died the channel nacks every publish to the queue until the node returns; a new channel asks
-# again. Counted per queue: the channel goes on confirming publishes to the other queues (features publishes to two).
-NACK_RECONNECT_AFTER = 5.0
 STOP_TIMEOUT = 5.0
 CLOSE_TIMEOUT = 5.0  # seconds to wait for the broker's answer to closing the connection
 # pika's blocked_connection_timeout: seconds a connection may stay blocked by a resource alarm before pika drops it
@@ -151,7 +145,7 @@ class Broker:
         self._acks = AckLedger()
         self._ack_scheduled = False
         self._nack_timer: Any = None
-        self._nacked_since: dict[str, float] = {}  # by queue: its first nack since its last ack on this channel
+        self._nack_streaks = NackStreaks()
 
     # --- what services call -------------------------------------------------------------------
 
@@ -412,7 +406,7 @@ class Broker:
             return
         self._channel = None
         self._ready = False
-        self._nacked_since.clear()
+        self._nack_streaks = NackStreaks()
         self._consumer_tags.clear()
         self._generation += 1
         self._acks.clear()
@@ -482,7 +476,10 @@ class Broker:
         if isinstance(method, Basic.Nack):
             for message in confirmed:
                 self._window.wait(message)
-            if self._nacked_too_long({message.queue for message in confirmed}):
+            nacked = {message.queue for message in confirmed}
+            too_long = self._nack_streaks.reconnect_due(nacked, stopping=self._state is State.STOPPING)
+            if too_long is not None:
+                self._reconnect_for_a_new_channel(too_long)
                 return
             if self._nack_timer is None:
                 LOGGER.warning(
@@ -491,7 +488,7 @@ class Broker:
                 self._nack_timer = self.ioloop.call_later(NACK_RETRY_DELAY, self._send_waiting)
         else:
             for message in confirmed:
-                self._nacked_since.pop(message.queue, None)
+                self._nack_streaks.acked(message.queue)
                 metrics.of_queue(metrics.PUBLISHED, message.queue).inc()
                 if message.on_confirmed is not None:
                     message.on_confirmed()
@@ -500,27 +497,19 @@ class Broker:
         elif self.can_publish():
             self._on_window_open()
 
-    def _nacked_too_long(self, queues: set[str]) -> bool:
-        """True, and the connection closing to be opened again, once one of ``queues`` (just nacked) has had nacks
-        alone for NACK_RECONNECT_AFTER."""
-        now = time.monotonic()
-        for queue in queues:
-            self._nacked_since.setdefault(queue, now)
-        queue, since = min(self._nacked_since.items(), key=lambda item: item[1])
-        seconds = now - since
-        if seconds < NACK_RECONNECT_AFTER or self._state is State.STOPPING:
-            return False
+    def _reconnect_for_a_new_channel(self, too_long: NackedTooLong) -> None:
         LOGGER.warning(
-            "broker %s nacked every publish to %s for %.0f s; reconnecting for a new channel", self.node, queue, seconds
+            "broker %s nacked every publish to %s for %.0f s; reconnecting for a new channel",
+            self.node,
+            too_long.queue,
+            too_long.seconds,
         )
-        self._nacked_since.clear()
         self._ready = False  # what is published from now on waits for the new channel
         if self._nack_timer is not None:
             self.ioloop.remove_timeout(self._nack_timer)
             self._nack_timer = None
         if self._connection is not None and self._connection.is_open:
             self._connection.close()
-        return True
 
     # --- shutdown and health ------------------------------------------------------------------
 
