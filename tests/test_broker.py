@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import re
 import signal
@@ -417,3 +418,23 @@ def test_a_broker_resource_alarm_shows_as_blocked_and_nothing_is_lost(
     stop_gracefully(stream.services, "features")
     stream.finish()
     assert blocked.warnings(" blocked the connection (") == 1, "one warning when blocked"
+
+
+def test_a_queue_declared_with_other_arguments_stops_the_service_with_2_and_one_line(
+    broker_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A classic y_true where QUEUE_TYPE says quorum: the broker refuses the declaration (406), which no reconnect
+    mends."""
+    declare_queue(broker_url, QUEUE)
+    broker = Broker(Common(broker_url, "", "quorum", "INFO", ""), [QUEUE])
+    ended: list[int] = []
+    with caplog.at_level(logging.ERROR):
+        thread = threading.Thread(target=lambda: ended.append(broker.run(handle_signals=False)))
+        thread.start()
+        thread.join(30)
+    assert not thread.is_alive() and ended == [2], ended
+    ours = [record for record in caplog.records if record.name.startswith("pipeline")]  # pika's own are silenced
+    errors = [record.getMessage() for record in ours if record.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "other arguments than QUEUE_TYPE=quorum" in errors[0], errors
+    assert broker.connections_lost == 0
+    delete_queue(broker_url, QUEUE)
