@@ -19,11 +19,11 @@ A service gives the queues it touches, a handler per queue it consumes and, if i
 - SIGTERM and SIGINT (``StopSignals``) stop consuming, let in-flight work finish for a few seconds, close (without
   waiting more than CLOSE_TIMEOUT for the broker's answer), return 0.
 
-Here: ``Broker`` (what services call, and the lifecycle; ``Health``, the problems and HEALTH_FILE). Beside it:
-``Link`` (link.py), one connection and its channel, made on connect and dropped on loss with all that means something
-on that channel alone (``AckLedger``, settled runs; ``Confirms``, confirms.py, the confirm policy); ``Connector``
-(connector.py), one link after another over the nodes; ``PublishWindow`` (unconfirmed and unsent messages, which
-outlive a link).
+Here: ``Broker`` (what services call, and the lifecycle: ``Lifecycle``, the stop conditions; ``Health``, the problems
+and HEALTH_FILE). Beside it: ``Link`` (link.py), one connection and its channel, made on connect and dropped on loss
+with all that means something on that channel alone (``AckLedger``, settled runs; ``Confirms``, confirms.py, the
+confirm policy); ``Connector`` (connector.py), one link after another over the nodes; ``PublishWindow``
+(unconfirmed and unsent messages, which outlive a link).
 """
 
 from __future__ import annotations
@@ -125,9 +125,8 @@ class Broker:
         self._on_stopping: Hook = _nothing
         self._on_window_open: Hook = _nothing
 
-        self._state = State.RUNNING
-        self._exit_code = 0
         self._window = PublishWindow(CONFIRM_WINDOW)
+        self._lifecycle = Lifecycle(self._window)
         self._health = Health(self.ioloop, settings.health_file, lambda: self.is_ready)
         self.rejected: Counter[str] = Counter()  # messages rejected into dead-letter queues, by queue
         self.connections_lost = 0
@@ -137,7 +136,7 @@ class Broker:
         )
         nodes = [connection_parameters(url) for url in settings.amqp_urls]
         self._connector = Connector(
-            self.ioloop, nodes, new_link, keeps_running=self._keeps_running, on_reconnect=self._count_loss
+            self.ioloop, nodes, new_link, keeps_running=self._lifecycle.keeps_running, on_reconnect=self._count_loss
         )
 
     # --- what services call -------------------------------------------------------------------
@@ -171,7 +170,7 @@ class Broker:
         """Take messages from ``queue`` again after ``pause``."""
         self._paused.discard(queue)
         link = self._connector.link
-        if link is not None and link.is_ready and self._state is State.RUNNING:
+        if link is not None and link.is_ready and self._lifecycle.running:
             self._consume(link, queue)
 
     def is_paused(self, queue: str) -> bool:
@@ -184,7 +183,7 @@ class Broker:
         self.ioloop.add_callback(self._connector.connect)
         self.ioloop.call_later(HEALTH_INTERVAL, self._health.touch)
         self.ioloop.start()
-        return self._exit_code
+        return self._lifecycle.exit_code
 
     @property
     def is_ready(self) -> bool:
@@ -208,7 +207,7 @@ class Broker:
 
     def can_publish(self) -> bool:
         """True while connected and the window of unconfirmed messages has room."""
-        return self.is_ready and self._state is State.RUNNING and self._window.has_room()
+        return self.is_ready and self._lifecycle.running and self._window.has_room()
 
     def publish(
         self,
@@ -253,10 +252,9 @@ class Broker:
 
         A plain stop (a signal) during a drain ends the drain after STOP_TIMEOUT.
         """
-        if self._state is not State.RUNNING and (drain_forever or self._state is State.STOPPING):
+        first = self._lifecycle.running
+        if not self._lifecycle.stop(drain_forever=drain_forever):
             return
-        first = self._state is State.RUNNING
-        self._state = State.DRAINING if drain_forever else State.STOPPING
         if first:
             LOGGER.info("stopping")
             if self._connector.link is not None:
@@ -270,7 +268,7 @@ class Broker:
 
     def on_link_ready(self, link: Link) -> None:
         for queue in self._handlers:
-            if self._state is State.RUNNING and queue not in self._paused:
+            if self._lifecycle.running and queue not in self._paused:
                 self._consume(link, queue)
         self._connector.connected()
         LOGGER.info(
@@ -287,9 +285,8 @@ class Broker:
                 self._settings.queue_type,
                 getattr(reason, "reply_text", reason),
             )
-            self._exit_code = 2
-            self._state = State.STOPPING
-        elif self._state is State.RUNNING:
+            self._lifecycle.fail(exit_code=2)
+        elif self._lifecycle.running:
             LOGGER.warning("channel closed (%s)", reason)
 
     def on_channel_lost(self) -> None:
@@ -299,13 +296,13 @@ class Broker:
 
     def on_confirms(self) -> None:
         """After each confirm: a stopping service closes once idle, a running one hears when the window has room."""
-        if self._state is not State.RUNNING:
+        if not self._lifecycle.running:
             self._close_when_idle()
         elif self.can_publish():
             self._on_window_open()
 
     def is_stopping(self) -> bool:
-        return self._state is State.STOPPING
+        return self._lifecycle.stopping
 
     def _count_loss(self) -> None:
         self.connections_lost += 1
@@ -316,16 +313,47 @@ class Broker:
         link.consume(queue, _on_message_for(queue, self._handlers[queue], link, self.reject))
 
     def _close_when_idle(self) -> None:
-        if self._may_close():
+        if self._lifecycle.may_close(connected=self._connector.link is not None):
             self._connector.close()
 
-    def _keeps_running(self) -> bool:
-        """Running, or draining while messages are unconfirmed: a connection lost is opened again."""
-        return self._state is State.RUNNING or (self._state is State.DRAINING and len(self._window) > 0)
 
-    def _may_close(self) -> bool:
-        """(Stopped) nothing is left to confirm, or nothing can be: no connection, and no drain waits for one."""
-        return len(self._window) == 0 or (self._connector.link is None and self._state is not State.DRAINING)
+class Lifecycle:
+    """Where the service is in its life (its ``State``), and the stop conditions that follow, each written once."""
+
+    def __init__(self, window: PublishWindow) -> None:
+        self.state = State.RUNNING
+        self.exit_code = 0
+        self._window = window
+
+    @property
+    def running(self) -> bool:
+        return self.state is State.RUNNING
+
+    @property
+    def stopping(self) -> bool:
+        return self.state is State.STOPPING
+
+    def stop(self, *, drain_forever: bool) -> bool:
+        """Stop, or drain; False if that changes nothing (stopping already, or draining again). A plain stop during
+        a drain turns it into a stop."""
+        if not self.running and (drain_forever or self.stopping):
+            return False
+        self.state = State.DRAINING if drain_forever else State.STOPPING
+        return True
+
+    def fail(self, *, exit_code: int) -> None:
+        """Stop with ``exit_code``: something no reconnect mends."""
+        self.exit_code = exit_code
+        self.state = State.STOPPING
+
+    def keeps_running(self) -> bool:
+        """Running, or draining while messages are unconfirmed: a connection lost is opened again."""
+        return self.running or (self.state is State.DRAINING and len(self._window) > 0)
+
+    def may_close(self, *, connected: bool) -> bool:
+        """(Stopped) nothing is left to confirm, or nothing can be: not connected, and no drain waits for a
+        connection."""
+        return len(self._window) == 0 or (not connected and self.state is not State.DRAINING)
 
 
 class Health:
