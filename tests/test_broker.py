@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import re
 import signal
@@ -18,6 +19,7 @@ import pika
 import pytest
 
 from pipeline import broker as broker_module
+from pipeline import confirms
 from pipeline.broker import Broker, Delivery
 from pipeline.health import HEALTH_INTERVAL, is_fresh
 from pipeline.messages import BadMessage
@@ -211,7 +213,7 @@ def test_a_broker_that_keeps_nacking_gets_a_new_connection_and_nothing_goes_twic
     A full queue that rejects publishes stands in for it: on 3.10 a channel that saw it full keeps nacking even once
     the limit is lifted, and a new channel asks the queue afresh.
     """
-    monkeypatch.setattr(broker_module, "NACK_RECONNECT_AFTER", 1.0)
+    monkeypatch.setattr(confirms, "NACK_RECONNECT_AFTER", 1.0)
     wait_until(lambda: running.broker.is_ready, 30, "the broker to be ready")
     queue = "y_true.dead"
     with full_queue(rabbit, broker_url, queue) as fillers:
@@ -226,7 +228,7 @@ def test_a_drain_goes_on_over_a_new_connection_until_every_message_is_confirmed(
     running: Running, broker_url: str, rabbit: RabbitNode, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """features at its FEATURES_LIMIT drains: a connection lost meanwhile is opened again, and the drain goes on."""
-    monkeypatch.setattr(broker_module, "NACK_RECONNECT_AFTER", 1.0)
+    monkeypatch.setattr(confirms, "NACK_RECONNECT_AFTER", 1.0)
     wait_until(lambda: running.broker.is_ready, 30, "the broker to be ready")
     queue = "y_true.dead"
     with full_queue(rabbit, broker_url, queue) as fillers:
@@ -253,7 +255,7 @@ def test_nacks_from_one_queue_bring_a_new_connection_while_another_queue_confirm
     running: Running, broker_url: str, rabbit: RabbitNode, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """features publishes to two queues: acks from one must not hide a channel that nacks every publish to the other."""
-    monkeypatch.setattr(broker_module, "NACK_RECONNECT_AFTER", 1.0)
+    monkeypatch.setattr(confirms, "NACK_RECONNECT_AFTER", 1.0)
     wait_until(lambda: running.broker.is_ready, 30, "the broker to be ready")
     refusing, accepting = "y_true.dead", "accepting"
     declare_queue(broker_url, accepting)
@@ -413,3 +415,23 @@ def test_a_broker_resource_alarm_shows_as_blocked_and_nothing_is_lost(
     stop_gracefully(stream.services, "features")
     stream.finish()
     assert blocked.warnings(" blocked the connection (") == 1, "one warning when blocked"
+
+
+def test_a_queue_declared_with_other_arguments_stops_the_service_with_2_and_one_line(
+    broker_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A classic y_true where QUEUE_TYPE says quorum: the broker refuses the declaration (406), which no reconnect
+    mends."""
+    declare_queue(broker_url, QUEUE)
+    broker = Broker(Common(broker_url, "", "quorum", "INFO", ""), [QUEUE])
+    ended: list[int] = []
+    with caplog.at_level(logging.ERROR):
+        thread = threading.Thread(target=lambda: ended.append(broker.run(handle_signals=False)))
+        thread.start()
+        thread.join(30)
+    assert not thread.is_alive() and ended == [2], ended
+    ours = [record for record in caplog.records if record.name.startswith("pipeline")]  # pika's own are silenced
+    errors = [record.getMessage() for record in ours if record.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "other arguments than QUEUE_TYPE=quorum" in errors[0], errors
+    assert broker.connections_lost == 0
+    delete_queue(broker_url, QUEUE)

@@ -8,7 +8,8 @@ A service gives the queues it touches, a handler per queue it consumes and, if i
   from one queue for NACK_RECONNECT_AFTER seconds (whatever other queues confirm meanwhile) bring a new connection
   (and channel), to the next node if there are several;
 - deliveries are acked only when the service says their effect is safe, with ``multiple=True`` only over a run
-  of settled tags; bad messages are rejected (no requeue) into the queue's dead-letter queue;
+  of settled tags; bad messages are rejected (no requeue) into the queue's dead-letter queue; a delivery of a
+  channel since lost is never acked or rejected on the next one (the broker delivers it again);
 - the broker may be down at start or vanish at any time: the service reconnects with capped backoff;
 - a broker short of memory or disk blocks the connection (``connection.blocked``): logged, shown by the gauge
   ``pipeline_connection_blocked`` and as a problem that stops the touches of HEALTH_FILE until it is unblocked;
@@ -18,7 +19,11 @@ A service gives the queues it touches, a handler per queue it consumes and, if i
 - SIGTERM and SIGINT (``StopSignals``) stop consuming, let in-flight work finish for a few seconds, close (without
   waiting more than CLOSE_TIMEOUT for the broker's answer), return 0.
 
-The bookkeeping lives beside it: ``PublishWindow`` (unconfirmed and unsent messages) and ``AckLedger`` (settled runs).
+Here: ``Broker`` (what services call, and the lifecycle: ``Lifecycle``, the stop conditions; ``Health``, the problems
+and HEALTH_FILE). Beside it: ``Link`` (link.py), one connection and its channel, made on connect and dropped on loss
+with all that means something on that channel alone (``AckLedger``, settled runs; ``Confirms``, confirms.py, the
+confirm policy); ``Connector`` (connector.py), one link after another over the nodes; ``PublishWindow``
+(unconfirmed and unsent messages, which outlive a link).
 """
 
 from __future__ import annotations
@@ -26,40 +31,28 @@ from __future__ import annotations
 import enum
 import functools
 import logging
-import random
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pika
 from pika.adapters.select_connection import IOLoop
-from pika.spec import Basic
 
 from pipeline import metrics
-from pipeline.acks import AckLedger
 from pipeline.broker_surface import Delivery, Handler, Hook
+from pipeline.connector import Connector
 from pipeline.health import HEALTH_INTERVAL
-from pipeline.messages import CONTENT_TYPE, BadMessage
+from pipeline.link import Link, on_message_for
+from pipeline.messages import CONTENT_TYPE
 from pipeline.publish_window import Outgoing, PublishWindow
 from pipeline.settings import AMQP_SHORT_MAX, Common, SettingsError
 from pipeline.stop_signals import StopSignals
-from pipeline.topology import dead_letter_queue, declarations
+from pipeline.topology import declarations
 
 LOGGER = logging.getLogger(__name__)
 
-RECONNECT_FIRST_DELAY = 0.5
-RECONNECT_MAX_DELAY = 5.0
 CONFIRM_WINDOW = 2000
-NACK_RETRY_DELAY = 0.5  # seconds before nacked messages go again: a cluster without a majority nacks them at once
-# Nacks for one queue with no ack for it between them for this long: reconnect, to the next node if there are
-# several. RabbitMQ before 3.13 asks a quorum queue's leader as its record names it on a channel's first publish, and
-# if that node just died the channel nacks every publish to the queue until the node returns; a new channel asks
-# again. Counted per queue: the channel goes on confirming publishes to the other queues (features publishes to two).
-NACK_RECONNECT_AFTER = 5.0
 STOP_TIMEOUT = 5.0
-CLOSE_TIMEOUT = 5.0  # seconds to wait for the broker's answer to closing the connection
 # pika's blocked_connection_timeout: seconds a connection may stay blocked by a resource alarm before pika drops it
 # and we connect again (to the next node if there are several). A blocked connection is not read by the broker and
 # not watched by heartbeats, so a node that dies meanwhile would go unnoticed; but an alarm is cluster-wide and a new
@@ -97,7 +90,7 @@ def _nothing() -> None:
 
 
 class Broker:
-    """Connection, channel and the bookkeeping of confirms and acks for one service."""
+    """One service's way to the broker: what services call, and the lifecycle of one ``Link`` after another."""
 
     def __init__(self, settings: Common, queues: list[str], *, prefetch: int = 0) -> None:
         """``prefetch``: unacked deliveries per consumer (PREFETCH), 0 for no limit; beyond AMQP's 16 bits it is a
@@ -106,35 +99,26 @@ class Broker:
             raise SettingsError(f"PREFETCH must be from 1 to {AMQP_SHORT_MAX}, got {prefetch}")
         self.ioloop = IOLoop()
         self._settings = settings
-        self._nodes = [connection_parameters(url) for url in settings.amqp_urls]
-        self._node = random.randrange(len(self._nodes))  # services spread over a cluster's nodes
-        self._declarations = declarations(queues, settings.queue_type)
-        self._prefetch = prefetch
         self._handlers: dict[str, Handler] = {}
         self._paused: set[str] = set()
-        self._consumer_tags: dict[str, str] = {}
         self._on_ready: Hook = _nothing
         self._on_lost: Hook = _nothing
         self._on_stopping: Hook = _nothing
         self._on_window_open: Hook = _nothing
 
-        self._connection: pika.SelectConnection | None = None
-        self._channel: Any = None
-        self._generation = 0
-        self._ready = False
-        self._state = State.RUNNING
-        self._exit_code = 0
-        self._reconnect_delay = RECONNECT_FIRST_DELAY
-        self._reconnect_timer: Any = None
-
-        self._problems: dict[str, str] = {}  # what makes the service unhealthy while it lasts, by name
+        self._window = PublishWindow(CONFIRM_WINDOW)
+        self._lifecycle = Lifecycle(self._window)
+        self._health = Health(self.ioloop, settings.health_file, lambda: self.is_ready)
         self.rejected: Counter[str] = Counter()  # messages rejected into dead-letter queues, by queue
         self.connections_lost = 0
-        self._window = PublishWindow(CONFIRM_WINDOW)
-        self._acks = AckLedger()
-        self._ack_scheduled = False
-        self._nack_timer: Any = None
-        self._nacked_since: dict[str, float] = {}  # by queue: its first nack since its last ack on this channel
+        topology = declarations(queues, settings.queue_type)
+        new_link = functools.partial(
+            Link, self, ioloop=self.ioloop, declarations=topology, prefetch=prefetch, window=self._window
+        )
+        nodes = [connection_parameters(url) for url in settings.amqp_urls]
+        self._connector = Connector(
+            self.ioloop, nodes, new_link, keeps_running=self._lifecycle.keeps_running, on_reconnect=self._count_loss
+        )
 
     # --- what services call -------------------------------------------------------------------
 
@@ -160,15 +144,15 @@ class Broker:
     def pause(self, queue: str) -> None:
         """Stop taking messages from ``queue`` (those already sent to us but not handled go back to it)."""
         self._paused.add(queue)
-        consumer_tag = self._consumer_tags.pop(queue, None)
-        if consumer_tag is not None and self._channel is not None and self._channel.is_open:
-            self._channel.basic_cancel(consumer_tag)
+        if (link := self._connector.link) is not None:
+            link.cancel(queue)
 
     def resume(self, queue: str) -> None:
         """Take messages from ``queue`` again after ``pause``."""
         self._paused.discard(queue)
-        if self._ready and self._state is State.RUNNING and queue not in self._consumer_tags:
-            self._consume(queue)
+        link = self._connector.link
+        if link is not None and link.is_ready and self._lifecycle.running:
+            self._consume(link, queue)
 
     def is_paused(self, queue: str) -> bool:
         return queue in self._paused
@@ -177,20 +161,19 @@ class Broker:
         """Connect and serve until stopped; return the process exit code."""
         if handle_signals:
             self._stop_signals = StopSignals(self.ioloop, self.stop)
-        self.ioloop.add_callback(self._connect)
-        self.ioloop.call_later(HEALTH_INTERVAL, self._touch_health)
+        self.ioloop.add_callback(self._connector.connect)
+        self.ioloop.call_later(HEALTH_INTERVAL, self._health.touch)
         self.ioloop.start()
-        return self._exit_code
+        return self._lifecycle.exit_code
 
     @property
     def is_ready(self) -> bool:
-        return self._ready
+        return self._connector.link is not None and self._connector.link.is_ready
 
     @property
     def node(self) -> str:
         """host:port of the node this service connects (or last tried to connect) to."""
-        parameters = self._nodes[self._node]
-        return f"{parameters.host}:{parameters.port}"
+        return self._connector.node
 
     def call_later(self, delay: float, callback: Hook) -> object:
         """Run ``callback`` on the loop after ``delay`` seconds; returns a timer for ``cancel_timer``."""
@@ -205,7 +188,7 @@ class Broker:
 
     def can_publish(self) -> bool:
         """True while connected and the window of unconfirmed messages has room."""
-        return self._ready and self._state is State.RUNNING and self._window.has_room()
+        return self.is_ready and self._lifecycle.running and self._window.has_room()
 
     def publish(
         self,
@@ -219,328 +202,163 @@ class Broker:
         """Publish persistently (``properties``: ``persistent(...)``); ``on_confirmed`` runs once the broker has
         confirmed the message."""
         message = Outgoing(queue, body, on_confirmed, resend, properties or persistent())
-        if self._ready and self._channel.is_open:
-            self._send(message)
+        link = self._connector.link
+        if link is not None and link.can_send():
+            link.send(message)
         elif resend:
             self._window.wait(message)
 
     def ack(self, delivery: Delivery) -> None:
         """Mark a delivery done; acks go out at the end of this loop iteration. Settling twice changes nothing."""
-        if delivery.generation != self._generation:
-            return  # its channel is gone and the broker will deliver it again
-        if not self._acks.ack(delivery.tag):
-            return
-        metrics.of_queue(metrics.CONSUMED, delivery.queue).inc()
-        if not self._ack_scheduled:
-            self._ack_scheduled = True
-            self.ioloop.add_callback(self._flush_acks)
+        if self._connector.link is not None and self._connector.link.ack(delivery):
+            metrics.of_queue(metrics.CONSUMED, delivery.queue).inc()
 
     def reject(self, delivery: Delivery) -> None:
         """Send a delivery to its dead-letter queue, unless it was settled already."""
-        if delivery.generation != self._generation or not self._channel.is_open:
-            return  # its channel is gone or closing and the broker will deliver it again
-        if self._acks.reject(delivery.tag):
-            self._channel.basic_reject(delivery.tag, requeue=False)
+        if self._connector.link is not None and self._connector.link.reject(delivery):
             self.rejected[delivery.queue] += 1
             metrics.of_queue(metrics.REJECTED, delivery.queue).inc()
 
     def set_problem(self, name: str, reason: str | None) -> None:
         """A condition that makes the service unhealthy while it lasts (``reason`` None: it is over)."""
-        if reason is None:
-            if self._problems.pop(name, None) is not None and not self._problems:
-                self._touch_health(reschedule=False)  # healthy again now, not at the next touch
-        else:
-            self._problems[name] = reason
+        self._health.set_problem(name, reason)
 
     @property
     def problems(self) -> dict[str, str]:
         """The problems that last, by name: their reasons."""
-        return dict(self._problems)
+        return dict(self._health.problems)
 
     def stop(self, *, drain_forever: bool = False) -> None:
         """Stop consuming and close once in-flight work is confirmed: within STOP_TIMEOUT, or, draining, whenever.
 
         A plain stop (a signal) during a drain ends the drain after STOP_TIMEOUT.
         """
-        if self._state is not State.RUNNING and (drain_forever or self._state is State.STOPPING):
+        first = self._lifecycle.running
+        if not self._lifecycle.stop(drain_forever=drain_forever):
             return
-        first = self._state is State.RUNNING
-        self._state = State.DRAINING if drain_forever else State.STOPPING
         if first:
             LOGGER.info("stopping")
-            self._cancel_consumers()
+            if self._connector.link is not None:
+                self._connector.link.cancel_consumers()
             self._on_stopping()
         if not drain_forever:
-            self.ioloop.call_later(STOP_TIMEOUT, self._close)
+            self.ioloop.call_later(STOP_TIMEOUT, self._connector.close)
         self._close_when_idle()
 
-    # --- connection ---------------------------------------------------------------------------
+    # --- what its link and its connector tell it ----------------------------------------------
 
-    def _connect(self) -> None:
-        self._reconnect_timer = None
-        LOGGER.info("connecting to %s", self.node)
-        self._connection = pika.SelectConnection(
-            self._nodes[self._node],
-            on_open_callback=self._on_connection_open,
-            on_open_error_callback=self._on_connection_open_error,
-            on_close_callback=self._on_connection_closed,
-            custom_ioloop=self.ioloop,
-        )
-        self._connection.add_on_connection_blocked_callback(self._on_blocked)
-        self._connection.add_on_connection_unblocked_callback(self._on_unblocked)
-
-    def _on_connection_open(self, connection: pika.SelectConnection) -> None:
-        if self._state is State.STOPPING or (self._state is State.DRAINING and not self._must_drain()):
-            self._close()  # stopped while it was opening: close it now that it can be
-            return
-        connection.channel(on_open_callback=self._on_channel_open)
-
-    def _on_connection_open_error(self, _connection: pika.SelectConnection, error: BaseException) -> None:
-        self._connection = None
-        self._forget_blocked()
-        self._schedule_reconnect(f"broker unreachable at {self.node} ({str(error) or type(error).__name__})")
-
-    def _on_connection_closed(self, _connection: pika.SelectConnection, reason: BaseException) -> None:
-        self._connection = None
-        self._forget_channel()
-        self._forget_blocked()
-        if self._state is not State.RUNNING and not self._must_drain():
-            LOGGER.info("connection closed")
-            self.ioloop.stop()
-            return
-        self.connections_lost += 1
-        metrics.RECONNECTS.inc()
-        self._schedule_reconnect(f"connection lost to {self.node} ({reason})")
-
-    def _on_blocked(self, _connection: Any, frame: Any) -> None:
-        reason = getattr(frame.method, "reason", "") or "a resource alarm"
-        LOGGER.warning(
-            "broker %s blocked the connection (%s): nothing is published until it unblocks it", self.node, reason
-        )
-        metrics.CONNECTION_BLOCKED.set(1)
-        self.set_problem("blocked", f"the broker blocked the connection ({reason})")
-
-    def _on_unblocked(self, _connection: Any, _frame: Any) -> None:
-        LOGGER.warning("broker %s unblocked the connection", self.node)
-        self._forget_blocked()
-
-    def _forget_blocked(self) -> None:
-        """A connection unblocked or gone: a new one is blocked only if it publishes while the alarm lasts."""
-        metrics.CONNECTION_BLOCKED.set(0)
-        self.set_problem("blocked", None)
-
-    def _schedule_reconnect(self, why: str) -> None:
-        """Try again after the capped backoff, at the next node if there are several."""
-        if self._state is not State.RUNNING and not self._must_drain():
-            self.ioloop.stop()
-            return
-        self._node = (self._node + 1) % len(self._nodes)
-        LOGGER.warning("%s; reconnecting to %s in %.1f s", why, self.node, self._reconnect_delay)
-        self._reconnect_timer = self.ioloop.call_later(self._reconnect_delay, self._connect)
-        self._reconnect_delay = min(self._reconnect_delay * 2, RECONNECT_MAX_DELAY)
-
-    # --- channel and topology -----------------------------------------------------------------
-
-    def _on_channel_open(self, channel: Any) -> None:
-        self._channel = channel
-        channel.add_on_close_callback(self._on_channel_closed)
-        channel.add_on_cancel_callback(self._on_consumer_cancelled)
-        channel.confirm_delivery(self._on_confirm, callback=lambda _frame: self._declare(0))
-
-    def _declare(self, index: int) -> None:
-        if index == len(self._declarations):
-            self._channel.basic_qos(prefetch_count=self._prefetch, callback=lambda _frame: self._start_consuming())
-            return
-        name, arguments = self._declarations[index]
-        self._channel.queue_declare(
-            name, durable=True, arguments=arguments, callback=lambda _frame: self._declare(index + 1)
-        )
-
-    def _start_consuming(self) -> None:
+    def on_link_ready(self, link: Link) -> None:
         for queue in self._handlers:
-            if self._state is State.RUNNING and queue not in self._paused:
-                self._consume(queue)
-        self._ready = True
-        self._reconnect_delay = RECONNECT_FIRST_DELAY
+            if self._lifecycle.running and queue not in self._paused:
+                self._consume(link, queue)
+        self._connector.connected()
         LOGGER.info(
             "ready: connected to %s, queues declared, consuming %s", self.node, ", ".join(self._handlers) or "nothing"
         )
-        self._touch_health(reschedule=False)
-        self._send_waiting()
+        self._health.touch(reschedule=False)
+        link.send_waiting()
         self._on_ready()
 
-    def _on_channel_closed(self, _channel: Any, reason: BaseException) -> None:
-        if getattr(reason, "reply_code", None) == PRECONDITION_FAILED and not self._ready:
+    def on_channel_closed(self, reason: BaseException, *, declared: bool) -> None:
+        if getattr(reason, "reply_code", None) == PRECONDITION_FAILED and not declared:
             LOGGER.error(
                 "a queue exists with other arguments than QUEUE_TYPE=%s gives (%s); delete it or change QUEUE_TYPE",
                 self._settings.queue_type,
                 getattr(reason, "reply_text", reason),
             )
-            self._exit_code = 2
-            self._state = State.STOPPING
-        elif self._state is State.RUNNING:
+            self._lifecycle.fail(exit_code=2)
+        elif self._lifecycle.running:
             LOGGER.warning("channel closed (%s)", reason)
-        self._forget_channel()
-        if self._connection is not None and self._connection.is_open:
-            self._connection.close()
 
-    def _on_consumer_cancelled(self, frame: Any) -> None:
-        LOGGER.warning("the broker cancelled consumer %s; reconnecting", frame.method.consumer_tag)
-        if self._channel is not None and self._channel.is_open:
-            self._channel.close()
-
-    def _forget_channel(self) -> None:
-        """Tags of the old channel mean nothing now: its deliveries come back, its producers' messages go again."""
-        if self._channel is None:
-            return
-        self._channel = None
-        self._ready = False
-        self._nacked_since.clear()
-        self._consumer_tags.clear()
-        self._generation += 1
-        self._acks.clear()
+    def on_channel_lost(self) -> None:
+        """Its deliveries come back; its producers' unconfirmed messages go again on the next channel."""
         self._window.channel_lost()
         self._on_lost()
 
-    # --- consuming and acking -----------------------------------------------------------------
-
-    def _consume(self, queue: str) -> None:
-        on_message = self._on_message_for(queue, self._handlers[queue], self._generation)
-        self._consumer_tags[queue] = self._channel.basic_consume(queue, on_message)
-
-    def _on_message_for(self, queue: str, handler: Handler, generation: int) -> Callable[..., None]:
-        def on_message(_channel: Any, method: Basic.Deliver, properties: Any, body: bytes) -> None:
-            created = properties.timestamp if isinstance(properties.timestamp, int) else None
-            delivery = Delivery(queue, body, method.delivery_tag, generation, method.redelivered, created)
-            self._acks.received(delivery.tag)
-            try:
-                handler(delivery)
-            except BadMessage as error:
-                LOGGER.warning("rejected a message of %s into %s: %s", queue, dead_letter_queue(queue), error)
-                self.reject(delivery)
-            except Exception as error:  # a fault of ours with this one message: it must not take others with it
-                LOGGER.error(
-                    "rejected a message of %s into %s after an unexpected %s: %s",
-                    queue,
-                    dead_letter_queue(queue),
-                    type(error).__name__,
-                    error,
-                )
-                LOGGER.debug("the unexpected error in full", exc_info=True)
-                self.reject(delivery)
-
-        return on_message
-
-    def _flush_acks(self) -> None:
-        """Ack the settled run at the front with one multiple ack, settled ones behind a pending tag singly."""
-        self._ack_scheduled = False
-        if self._channel is None or not self._channel.is_open:
-            return
-        acks = self._acks.take_acks()
-        if acks.through is not None:
-            self._channel.basic_ack(acks.through, multiple=True)
-        for tag in acks.singles:
-            self._channel.basic_ack(tag)
-
-    def _cancel_consumers(self) -> None:
-        if self._channel is not None and self._channel.is_open:
-            for consumer_tag in list(self._channel.consumer_tags):
-                self._channel.basic_cancel(consumer_tag)
-
-    # --- publishing and confirms --------------------------------------------------------------
-
-    def _send(self, message: Outgoing) -> None:
-        self._channel.basic_publish("", message.queue, message.body, message.properties)
-        self._window.sent(message)
-
-    def _send_waiting(self) -> None:
-        """Publish what waited for a channel, or was nacked, in its order."""
-        self._nack_timer = None
-        while self._ready and (message := self._window.next_unsent()) is not None:
-            self._send(message)
-
-    def _on_confirm(self, frame: Any) -> None:
-        method = frame.method
-        confirmed = self._window.confirmed(method.delivery_tag, method.multiple)
-        if isinstance(method, Basic.Nack):
-            for message in confirmed:
-                self._window.wait(message)
-            if self._nacked_too_long({message.queue for message in confirmed}):
-                return
-            if self._nack_timer is None:
-                LOGGER.warning(
-                    "broker nacked %d message(s); publishing them again in %g s", len(confirmed), NACK_RETRY_DELAY
-                )
-                self._nack_timer = self.ioloop.call_later(NACK_RETRY_DELAY, self._send_waiting)
-        else:
-            for message in confirmed:
-                self._nacked_since.pop(message.queue, None)
-                metrics.of_queue(metrics.PUBLISHED, message.queue).inc()
-                if message.on_confirmed is not None:
-                    message.on_confirmed()
-        if self._state is not State.RUNNING:
+    def on_confirms(self) -> None:
+        """After each confirm: a stopping service closes once idle, a running one hears when the window has room."""
+        if not self._lifecycle.running:
             self._close_when_idle()
         elif self.can_publish():
             self._on_window_open()
 
-    def _nacked_too_long(self, queues: set[str]) -> bool:
-        """True, and the connection closing to be opened again, once one of ``queues`` (just nacked) has had nacks
-        alone for NACK_RECONNECT_AFTER."""
-        now = time.monotonic()
-        for queue in queues:
-            self._nacked_since.setdefault(queue, now)
-        queue, since = min(self._nacked_since.items(), key=lambda item: item[1])
-        seconds = now - since
-        if seconds < NACK_RECONNECT_AFTER or self._state is State.STOPPING:
-            return False
-        LOGGER.warning(
-            "broker %s nacked every publish to %s for %.0f s; reconnecting for a new channel", self.node, queue, seconds
-        )
-        self._nacked_since.clear()
-        self._ready = False  # what is published from now on waits for the new channel
-        if self._nack_timer is not None:
-            self.ioloop.remove_timeout(self._nack_timer)
-            self._nack_timer = None
-        if self._connection is not None and self._connection.is_open:
-            self._connection.close()
-        return True
+    def is_stopping(self) -> bool:
+        return self._lifecycle.stopping
 
-    # --- shutdown and health ------------------------------------------------------------------
+    def _count_loss(self) -> None:
+        self.connections_lost += 1
 
-    def _must_drain(self) -> bool:
-        """While stopping for good (a producer's limit reached), unconfirmed messages still hold the exit."""
-        return self._state is State.DRAINING and len(self._window) > 0
+    # --- consuming and closing ----------------------------------------------------------------
+
+    def _consume(self, link: Link, queue: str) -> None:
+        link.consume(queue, on_message_for(queue, self._handlers[queue], link, self.reject))
 
     def _close_when_idle(self) -> None:
-        if len(self._window) == 0 or (self._connection is None and self._state is not State.DRAINING):
-            self._close()
+        if self._lifecycle.may_close(connected=self._connector.link is not None):
+            self._connector.close()
 
-    def _close(self) -> None:
-        if self._reconnect_timer is not None:
-            self.ioloop.remove_timeout(self._reconnect_timer)
-            self._reconnect_timer = None
-        if self._connection is None:
-            self.ioloop.stop()
-            return
-        self._flush_acks()
-        if self._connection.is_open:
-            self._connection.close()
-        # still opening: pika 1.4 cannot abort its handshake (it reports the class AMQPConnectionWorkflowAborted
-        # where an instance is expected, and raises), so it closes once open, or fails, or the timer stops the loop
-        self.ioloop.call_later(CLOSE_TIMEOUT, self._stop_without_close_ok)
 
-    def _stop_without_close_ok(self) -> None:
-        """A broker busy electing leaders may not answer the close for long: what was acked or confirmed is safe,
-        the rest comes back, so stop waiting."""
-        LOGGER.warning("the broker did not answer the close within %g s; stopping without it", CLOSE_TIMEOUT)
-        self.ioloop.stop()
+class Lifecycle:
+    """Where the service is in its life (its ``State``), and the stop conditions that follow, each written once."""
 
-    def _touch_health(self, reschedule: bool = True) -> None:
+    def __init__(self, window: PublishWindow) -> None:
+        self.state = State.RUNNING
+        self.exit_code = 0
+        self._window = window
+
+    @property
+    def running(self) -> bool:
+        return self.state is State.RUNNING
+
+    @property
+    def stopping(self) -> bool:
+        return self.state is State.STOPPING
+
+    def stop(self, *, drain_forever: bool) -> bool:
+        """Stop, or drain; False if that changes nothing (stopping already, or draining again). A plain stop during
+        a drain turns it into a stop."""
+        if not self.running and (drain_forever or self.stopping):
+            return False
+        self.state = State.DRAINING if drain_forever else State.STOPPING
+        return True
+
+    def fail(self, *, exit_code: int) -> None:
+        """Stop with ``exit_code``: something no reconnect mends."""
+        self.exit_code = exit_code
+        self.state = State.STOPPING
+
+    def keeps_running(self) -> bool:
+        """Running, or draining while messages are unconfirmed: a connection lost is opened again."""
+        return self.running or (self.state is State.DRAINING and len(self._window) > 0)
+
+    def may_close(self, *, connected: bool) -> bool:
+        """(Stopped) nothing is left to confirm, or nothing can be: not connected, and no drain waits for a
+        connection."""
+        return len(self._window) == 0 or (not connected and self.state is not State.DRAINING)
+
+
+class Health:
+    """The problems that make the service unhealthy while they last, and the touches of HEALTH_FILE while none does."""
+
+    def __init__(self, ioloop: IOLoop, health_file: str, is_ready: Callable[[], bool]) -> None:
+        self._ioloop = ioloop
+        self._health_file = health_file
+        self._is_ready = is_ready
+        self.problems: dict[str, str] = {}  # by name: its reason
+
+    def set_problem(self, name: str, reason: str | None) -> None:
+        if reason is None:
+            if self.problems.pop(name, None) is not None and not self.problems:
+                self.touch(reschedule=False)  # healthy again now, not at the next touch
+        else:
+            self.problems[name] = reason
+
+    def touch(self, reschedule: bool = True) -> None:
         """Touch HEALTH_FILE while ready and no problem lasts."""
-        if self._ready and not self._problems and self._settings.health_file:
+        if self._is_ready() and not self.problems and self._health_file:
             try:
-                Path(self._settings.health_file).touch()
+                Path(self._health_file).touch()
             except OSError as error:  # the file's disk full or gone: the healthcheck says so, the service goes on
                 LOGGER.debug("could not touch HEALTH_FILE: %s", error)
         if reschedule:
-            self.ioloop.call_later(HEALTH_INTERVAL, self._touch_health)
+            self._ioloop.call_later(HEALTH_INTERVAL, self.touch)
