@@ -168,7 +168,8 @@ class Broker:
 
     @property
     def is_ready(self) -> bool:
-        return self._connector.link is not None and self._connector.link.is_ready
+        link = self._connector.link  # read once: tests ask from another thread
+        return link is not None and link.is_ready
 
     @property
     def node(self) -> str:

@@ -69,7 +69,8 @@ class Link:
         self._owner, self._transport, self._ioloop, self._window = owner, transport, ioloop, window
         self._declarations, self._prefetch = declarations, prefetch
         self._channel: Any = None  # None until it opens, and again once it is lost
-        self._ready = False  # declared and confirming; False again once lost, or retired for its nacks
+        self._ready = False  # declared and confirming; False again once lost, closing, or retired for its nacks
+        self._declared = False  # its queues declared and its prefetch set: a close after that is no declaration's
         self._acks = AckLedger()
         self._ack_flush_due = False
         self._consumer_tags: dict[str, str] = {}
@@ -119,19 +120,20 @@ class Link:
         )
 
     def _on_qos_ok(self, _frame: Any) -> None:
-        self._ready = True
+        self._declared = self._ready = True
         self._owner.on_link_ready(self)
 
     # --- losing it ----------------------------------------------------------------------------
 
     def _on_channel_closed(self, _channel: Any, reason: BaseException) -> None:
-        self._owner.on_channel_closed(reason, declared=self._ready)
+        self._owner.on_channel_closed(reason, declared=self._declared)
         self._lose_channel()
         if self._connection.is_open:
             self._connection.close()
 
     def _on_consumer_cancelled(self, frame: Any) -> None:
         LOGGER.warning("the broker cancelled consumer %s; reconnecting", frame.method.consumer_tag)
+        self._ready = False  # the channel closes: nothing may be consumed or published on it meanwhile
         if self._channel_is_open():
             self._channel.close()
 
