@@ -435,3 +435,16 @@ def test_a_queue_declared_with_other_arguments_stops_the_service_with_2_and_one_
     assert len(errors) == 1 and "other arguments than QUEUE_TYPE=quorum" in errors[0], errors
     assert broker.connections_lost == 0
     delete_queue(broker_url, QUEUE)
+
+
+def test_a_queue_deleted_under_its_consumer_is_declared_again_and_consumed(running: Running, broker_url: str) -> None:
+    """Deleting a queue cancels its consumers (basic.cancel): the service opens a new channel, declares the queue
+    again and goes on, in the same process."""
+    wait_until(lambda: running.broker.is_ready, 30, "the broker to be ready")
+    delete_queue(broker_url, QUEUE)
+    wait_until(lambda: running.broker.connections_lost >= 1 and running.broker.is_ready, 30, "a new connection")
+    publish(broker_url, [b"after"])
+    wait_until(lambda: [delivery.body for delivery in running.deliveries] == [b"after"], 30, "the new message")
+    running.call(running.broker.ack, running.deliveries[0])
+    running.stop()
+    assert queue_depths(broker_url)[QUEUE] == 0
