@@ -163,15 +163,20 @@ class Bench:
             cluster.stop()
 
     def ab_drains(self, ref: str) -> tuple[list[float], list[float]]:
-        """The drain of this checkout and of git revision ``ref``, alternated REPEAT times on the same node."""
+        """The drain of this checkout and of git revision ``ref``, REPEAT pairs on the same node, the order swapped
+        from one pair to the next."""
         code = self.folder / "ab-ref"
         code.mkdir()
         archive = subprocess.run(["git", "-C", str(REPO), "archive", ref], capture_output=True, check=True).stdout
         subprocess.run(["tar", "-x", "-C", str(code)], input=archive, check=True)
         ours, theirs = [], []
-        for _ in range(REPEAT):
-            ours.append(self.drain()[0])
-            theirs.append(self.drain(code=code)[0])
+        for pair in range(REPEAT):
+            if pair % 2:
+                theirs.append(self.drain(code=code)[0])
+                ours.append(self.drain()[0])
+            else:
+                ours.append(self.drain()[0])
+                theirs.append(self.drain(code=code)[0])
         return ours, theirs
 
     def waiting_drains(self) -> dict[str, Any]:
